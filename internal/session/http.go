@@ -1,0 +1,317 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+	qrcode "github.com/skip2/go-qrcode"
+
+	"github.com/leadmaster/leadmaster/internal/phone"
+	"github.com/leadmaster/leadmaster/internal/whatsapp"
+)
+
+// maxBody bounds every request body.
+const maxBody = 64 << 10
+
+// Server is the session manager's HTTP API.
+type Server struct {
+	m      *Manager
+	events *EventLog
+	log    *slog.Logger
+	token  func() string
+	start  time.Time
+}
+
+// NewServer returns the API for m. token returns the bearer token TCP callers must present
+// ("" refuses every TCP request but /health).
+func NewServer(m *Manager, events *EventLog, log *slog.Logger, token func() string) *Server {
+	return &Server{m: m, events: events, log: log, token: token, start: time.Now()}
+}
+
+// Handler returns the API; local is true for unix-socket listeners, which file permissions
+// guard, and false for TCP, which needs the bearer token.
+func (s *Server) Handler(local bool) http.Handler {
+	r := mux.NewRouter()
+	s.routes(r)
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route %s %s", r.Method, r.URL.Path))
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.Path))
+	})
+	var h http.Handler = r
+	if !local {
+		h = s.requireToken(h)
+	}
+	return s.recoverPanics(h)
+}
+
+func (s *Server) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				buf := make([]byte, 4096)
+				buf = buf[:runtime.Stack(buf, false)]
+				s.log.Error("handler panic", "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(buf))
+				writeError(w, http.StatusInternalServerError, "internal", "internal error")
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) requireToken(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/health" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		want := s.token()
+		if want == "" {
+			writeError(w, http.StatusForbidden, "forbidden", "TCP access needs a token: set the session-manager-token credential or token_file for this cliente")
+			return
+		}
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="session-manager"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.m.Check(ctx); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unhealthy", "error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.m.Status())
+}
+
+func (s *Server) handleQRGet(w http.ResponseWriter, r *http.Request) {
+	code, expires, err := s.m.QR()
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	switch {
+	case r.URL.Query().Get("format") == "text":
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, code)
+	case r.URL.Query().Get("format") == "json" || strings.Contains(r.Header.Get("Accept"), "application/json"):
+		writeJSON(w, http.StatusOK, map[string]any{"code": code, "expires_at": expires.UTC()})
+	default:
+		png, err := qrcode.Encode(code, qrcode.Medium, 320)
+		if err != nil {
+			s.writeErr(w, r, fmt.Errorf("render QR: %w", err))
+			return
+		}
+		w.Header().Set("Content-Type", "image/png")
+		w.Header().Set("Expires", expires.UTC().Format(http.TimeFormat))
+		w.Write(png)
+	}
+}
+
+func (s *Server) handlePairCodeCreate(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Phone string `json:"phone"`
+	}
+	if !decode(w, r, &req) {
+		return
+	}
+	code, err := s.m.PairCode(r.Context(), req.Phone)
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"code": code})
+}
+
+func (s *Server) handleMessageCreate(w http.ResponseWriter, r *http.Request) {
+	var req SendRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if req.To == "" {
+		writeError(w, http.StatusBadRequest, "bad_request", `"to" is required: a phone number with country code or a JID`)
+		return
+	}
+	res, err := s.m.Send(r.Context(), req)
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) handleContactsList(w http.ResponseWriter, r *http.Request) {
+	cs, err := s.m.Contacts(r.Context())
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	type contact struct {
+		JID          string `json:"jid"`
+		Phone        string `json:"phone"`
+		Name         string `json:"name"`
+		PushName     string `json:"push_name"`
+		BusinessName string `json:"business_name"`
+	}
+	out := make([]contact, len(cs))
+	for i, c := range cs {
+		out[i] = contact(c)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"contacts": out})
+}
+
+func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
+	if err := s.m.Logout(r.Context()); err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"state": StateQR})
+}
+
+func (s *Server) handleEventsList(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	after, err := intParam(q.Get("after"), 0, 0, 1<<62)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "after: "+err.Error())
+		return
+	}
+	limit, err := intParam(q.Get("limit"), 100, 1, 1000)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "limit: "+err.Error())
+		return
+	}
+	var wait time.Duration
+	if v := q.Get("wait"); v != "" {
+		if wait, err = time.ParseDuration(v); err != nil || wait < 0 || wait > 60*time.Second {
+			writeError(w, http.StatusBadRequest, "bad_request", "wait: must be a duration between 0s and 60s, like 25s")
+			return
+		}
+	}
+	evs, err := s.events.Read(r.Context(), after, int(limit), wait)
+	if err != nil {
+		if r.Context().Err() != nil {
+			return // the caller went away
+		}
+		s.writeErr(w, r, err)
+		return
+	}
+	next := after
+	if len(evs) > 0 {
+		next = evs[len(evs)-1].Seq
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"events": evs, "next": next})
+}
+
+func intParam(s string, def, lo, hi int64) (int64, error) {
+	if s == "" {
+		return def, nil
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < lo || v > hi {
+		return 0, fmt.Errorf("must be an integer between %d and %d", lo, hi)
+	}
+	return v, nil
+}
+
+// writeErr maps domain errors to statuses; only unexpected ones are logged, and their text
+// is not shown to the caller.
+func (s *Server) writeErr(w http.ResponseWriter, r *http.Request, err error) {
+	st := s.m.Status()
+	switch {
+	case errors.Is(err, ErrInvalid):
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+	case errors.Is(err, phone.ErrInvalid):
+		writeError(w, http.StatusUnprocessableEntity, "invalid_phone", err.Error())
+	case errors.Is(err, whatsapp.ErrNotOnWhatsApp):
+		writeError(w, http.StatusUnprocessableEntity, "not_on_whatsapp", "that number has no WhatsApp account")
+	case errors.Is(err, ErrLinked), errors.Is(err, whatsapp.ErrLinked):
+		writeError(w, http.StatusConflict, "already_linked", fmt.Sprintf("cliente %s is already linked as %s", st.Cliente, st.Phone))
+	case errors.Is(err, ErrConflict):
+		writeError(w, http.StatusConflict, "conflict", err.Error())
+	case errors.Is(err, ErrNotReady):
+		w.Header().Set("Retry-After", "2")
+		writeError(w, http.StatusServiceUnavailable, "qr_not_ready", fmt.Sprintf("no QR code yet for cliente %s (state %s); retry shortly", st.Cliente, st.State))
+	case errors.Is(err, whatsapp.ErrNotLinked):
+		writeError(w, http.StatusConflict, "not_linked", fmt.Sprintf("cliente %s is not linked to WhatsApp (state %s)", st.Cliente, st.State))
+	case errors.Is(err, ErrNotConnected):
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "not_connected", fmt.Sprintf("cliente %s is not connected to WhatsApp (state %s)", st.Cliente, st.State))
+	case errors.Is(err, context.DeadlineExceeded):
+		writeError(w, http.StatusGatewayTimeout, "timeout", "WhatsApp did not answer in time")
+	default:
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusInternalServerError, "internal", "internal error; see the session manager's journal")
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		http.Error(w, `{"error":{"code":"internal","message":"encode response"}}`, http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": msg}})
+}
+
+// decode reads a JSON body into v, answering the request itself when that fails.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		writeError(w, http.StatusUnsupportedMediaType, "bad_request", "Content-Type must be application/json")
+		return false
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body is larger than %d bytes", maxBody))
+			return false
+		}
+		if errors.Is(err, io.EOF) {
+			writeError(w, http.StatusBadRequest, "bad_request", "request body is empty; send a JSON object")
+			return false
+		}
+		writeError(w, http.StatusBadRequest, "bad_request", "invalid JSON body: "+err.Error())
+		return false
+	}
+	if dec.More() {
+		writeError(w, http.StatusBadRequest, "bad_request", "invalid JSON body: more than one value")
+		return false
+	}
+	return true
+}
