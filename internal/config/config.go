@@ -219,6 +219,10 @@ func Parse(path string, data []byte) (*Config, error) {
 		if errors.As(err, &pe) {
 			return nil, &Error{File: path, Line: pe.Position.Line, Key: pe.LastKey, Msg: pe.Message}
 		}
+		if m := decodeErr.FindStringSubmatch(err.Error()); m != nil {
+			line, _ := strconv.Atoi(m[1])
+			return nil, &Error{File: path, Line: line, Key: m[2], Msg: m[3]}
+		}
 		return nil, &Error{File: path, Msg: err.Error()}
 	}
 	lines := newLocator(data)
@@ -227,7 +231,7 @@ func Parse(path string, data []byte) (*Config, error) {
 		errs = append(errs, &Error{File: path, Line: lines.find(k), Key: k.String(), Msg: "unknown key"})
 	}
 	for _, v := range cfg.validate() {
-		errs = append(errs, &Error{File: path, Line: lines.find(splitKey(v.key)), Key: v.key, Msg: v.msg})
+		errs = append(errs, &Error{File: path, Line: lines.find(strings.Split(v.key, ".")), Key: v.key, Msg: v.msg})
 	}
 	if len(errs) > 0 {
 		sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
@@ -235,6 +239,9 @@ func Parse(path string, data []byte) (*Config, error) {
 	}
 	return cfg, nil
 }
+
+// decodeErr matches the TOML library's type errors, which carry a line but are not ParseErrors.
+var decodeErr = regexp.MustCompile(`^toml: line (\d+) \(last key "(.*?)"\): (.*)$`)
 
 type problem struct{ key, msg string }
 
