@@ -436,9 +436,11 @@ func (m *Manager) Send(ctx context.Context, req SendRequest) (SendResult, error)
 	if req.ID != "" && !messageID.MatchString(req.ID) {
 		return SendResult{}, fmt.Errorf("%w: id must be 4-64 letters and digits", ErrInvalid)
 	}
+	sum := sha256.Sum256([]byte(text))
+	digest := hex.EncodeToString(sum[:])
 	if req.ID != "" {
 		// A known ID answers without touching WhatsApp, even while disconnected.
-		if res, ok, err := m.ledgerSent(ctx, req.ID); err != nil || ok {
+		if res, ok, err := m.ledgerSent(ctx, req.ID, req.To, digest); err != nil || ok {
 			return res, err
 		}
 	}
@@ -453,9 +455,6 @@ func (m *Manager) Send(ctx context.Context, req SendRequest) (SendResult, error)
 	if id == "" {
 		id = m.wa.NewMessageID()
 	}
-	sum := sha256.Sum256([]byte(to + "\x00" + text))
-	digest := hex.EncodeToString(sum[:])
-
 	done, err := m.claim(ctx, id, to, digest)
 	if err != nil {
 		return SendResult{}, err
@@ -492,15 +491,23 @@ func (m *Manager) Send(ctx context.Context, req SendRequest) (SendResult, error)
 	return SendResult{ID: id, To: to, State: "sent", Timestamp: ts}, nil
 }
 
-func (m *Manager) ledgerSent(ctx context.Context, id string) (SendResult, bool, error) {
-	var to, state string
+// ledgerSent returns the stored result when id was sent already. The same ID for another
+// text or recipient is a conflict: the caller reused an ID by mistake.
+func (m *Manager) ledgerSent(ctx context.Context, id, reqTo, digest string) (SendResult, bool, error) {
+	var to, state, oldDigest string
 	var sentMS sql.NullInt64
-	err := m.opts.DB.QueryRow(ctx, `SELECT to_jid, state, sent_ms FROM lm_ledger WHERE id = ?`, id).Scan(&to, &state, &sentMS)
-	if errors.Is(err, sql.ErrNoRows) || (err == nil && state != "sent") {
+	err := m.opts.DB.QueryRow(ctx, `SELECT to_jid, digest, state, sent_ms FROM lm_ledger WHERE id = ?`, id).Scan(&to, &oldDigest, &state, &sentMS)
+	if errors.Is(err, sql.ErrNoRows) {
 		return SendResult{}, false, nil
 	}
 	if err != nil {
 		return SendResult{}, false, fmt.Errorf("ledger: %w", err)
+	}
+	if oldDigest != digest || !sameRecipient(reqTo, to) {
+		return SendResult{}, false, fmt.Errorf("%w: message id %s was already used for a different recipient or text", ErrConflict, id)
+	}
+	if state != "sent" {
+		return SendResult{}, false, nil
 	}
 	m.duplicates.Add(1)
 	return SendResult{ID: id, To: to, State: "sent", Timestamp: time.UnixMilli(sentMS.Int64).UTC(), Duplicate: true}, true, nil
@@ -543,6 +550,21 @@ func (m *Manager) claim(ctx context.Context, id, to, digest string) (*SendResult
 		err = fmt.Errorf("ledger: %w", err)
 	}
 	return claimed, err
+}
+
+// sameRecipient reports whether the requested recipient may be the stored JID: the JID
+// itself, or a phone number whose digits are the JID's user part.
+func sameRecipient(reqTo, jid string) bool {
+	reqTo = strings.TrimSpace(reqTo)
+	if strings.Contains(reqTo, "@") {
+		return reqTo == jid
+	}
+	user, server, _ := strings.Cut(jid, "@")
+	if server != "s.whatsapp.net" {
+		return true // a LID: the phone number cannot be compared
+	}
+	e164, err := phone.Normalize(reqTo, "")
+	return err == nil && strings.TrimPrefix(e164, "+") == user
 }
 
 func (m *Manager) release(id string) {
