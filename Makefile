@@ -15,6 +15,7 @@ build: ## Build the daemons and the generator into bin/
 	$(GO) build $(GOFLAGS_BUILD) -o bin/ $(addprefix ./cmd/,$(BINARIES))
 
 test: ## Run every test: unit and integration (SQLite and a throw-away PostgreSQL), then e2e under systemd (root)
+	./scripts/test-deps
 	./scripts/with-postgres $(GO) test -race -count=1 -timeout 30m ./...
 	@if [ "$$(id -u)" = 0 ]; then $(MAKE) e2e; else echo "make test: not root, e2e under systemd skipped (run as root: sudo make e2e)"; fi
 
