@@ -1,0 +1,455 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"image/png"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/leadmaster/leadmaster/internal/fakewa"
+)
+
+// The end-to-end tests run the real session-manager binary, built with -tags fakewa, with
+// its socket passed the way systemd passes it (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES) and a
+// NOTIFY_SOCKET to read sd_notify from, against the fake WhatsApp server.
+
+var testBinary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sm-e2e")
+	if err != nil {
+		panic(err)
+	}
+	testBinary = filepath.Join(dir, "session-manager")
+	out, err := exec.Command("go", "build", "-tags", "fakewa", "-o", testBinary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build session-manager: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const (
+	linkedPhone = "5491155550000"
+	leadPhone   = "5491155551234"
+	replyPhone  = "5491155559876"
+)
+
+// daemon is one run of the binary.
+type daemon struct {
+	tb      testing.TB
+	cmd     *exec.Cmd
+	sock    string
+	http    *http.Client
+	stderr  *syncBuffer
+	notify  chan string
+	exited  chan error
+	started time.Time
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// startDaemon binds the cliente's unix socket itself, as session-manager@ID.socket would,
+// and execs the binary with the socket as fd 3.
+func startDaemon(tb testing.TB, dir, fakeURL string, extraEnv ...string) *daemon {
+	tb.Helper()
+	sock := filepath.Join(dir, "sm.sock")
+	os.Remove(sock)
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	lf, err := ln.(*net.UnixListener).File()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ln.Close() // the dup in lf keeps the socket open
+	notifyPath := filepath.Join(dir, "notify.sock")
+	os.Remove(notifyPath)
+	nconn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifyPath, Net: "unixgram"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "leadmaster.toml")
+	if _, err := os.Stat(cfg); err != nil {
+		os.WriteFile(cfg, []byte(fmt.Sprintf("[session_manager]\nstate_dir = %q\nsocket_dir = %q\n\n[clientes.51]\nname = \"Test\"\n", filepath.Join(dir, "state"), dir)), 0o644)
+	}
+	d := &daemon{tb: tb, sock: sock, stderr: &syncBuffer{}, notify: make(chan string, 100), exited: make(chan error, 1)}
+	// LISTEN_PID must be the daemon's own PID: sh sets it, then execs (keeping the PID).
+	d.cmd = exec.Command("/bin/sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, testBinary, "--cliente", "51", "--config", cfg)
+	d.cmd.Env = append(os.Environ(), "LISTEN_FDS=1", "LISTEN_FDNAMES=session-manager", "NOTIFY_SOCKET="+notifyPath,
+		"LEADMASTER_FAKEWA_URL="+fakeURL, "WATCHDOG_USEC=2000000")
+	d.cmd.Env = append(d.cmd.Env, extraEnv...)
+	d.cmd.ExtraFiles = []*os.File{lf}
+	d.cmd.Stderr = d.stderr
+	d.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		},
+	}}
+	d.started = time.Now()
+	if err := d.cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	lf.Close()
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := nconn.Read(buf)
+			if err != nil {
+				return
+			}
+			for _, line := range strings.Split(string(buf[:n]), "\n") {
+				select {
+				case d.notify <- line:
+				default:
+				}
+			}
+		}
+	}()
+	go func() { d.exited <- d.cmd.Wait(); nconn.Close() }()
+	tb.Cleanup(func() {
+		d.cmd.Process.Kill()
+		<-d.exited
+		if tb.Failed() {
+			tb.Logf("session-manager stderr:\n%s", d.stderr.String())
+		}
+	})
+	return d
+}
+
+// waitNotify waits for an sd_notify line with the prefix and returns it.
+func (d *daemon) waitNotify(prefix string, timeout time.Duration) string {
+	d.tb.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case line := <-d.notify:
+			if strings.HasPrefix(line, prefix) {
+				return line
+			}
+		case <-deadline:
+			d.tb.Fatalf("no sd_notify %q within %v", prefix, timeout)
+		}
+	}
+}
+
+func (d *daemon) do(method, path string, body any) (int, []byte, http.Header) {
+	d.tb.Helper()
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, "http://sm"+path, r)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := d.http.Do(req)
+	if err != nil {
+		d.tb.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, resp.Header
+}
+
+func (d *daemon) getJSON(path string, v any) int {
+	d.tb.Helper()
+	code, b, _ := d.do("GET", path, nil)
+	if err := json.Unmarshal(b, v); err != nil {
+		d.tb.Fatalf("GET %s: %d %s: %v", path, code, b, err)
+	}
+	return code
+}
+
+type status struct {
+	State, JID, Phone, LastError string
+}
+
+func (d *daemon) waitState(want string, timeout time.Duration) status {
+	d.tb.Helper()
+	deadline := time.Now().Add(timeout)
+	var st status
+	for time.Now().Before(deadline) {
+		d.getJSON("/status", &st)
+		if st.State == want {
+			return st
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	d.tb.Fatalf("state = %q (last error %q), want %q within %v", st.State, st.LastError, want, timeout)
+	return st
+}
+
+type event struct {
+	Seq  int64
+	Type string
+	Data map[string]any
+}
+
+// waitEvent long-polls /events until one matches.
+func (d *daemon) waitEvent(after int64, match func(event) bool) event {
+	d.tb.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		var page struct {
+			Events []event
+			Next   int64
+		}
+		d.getJSON(fmt.Sprintf("/events?after=%d&wait=5s", after), &page)
+		for _, e := range page.Events {
+			if match(e) {
+				return e
+			}
+		}
+		after = page.Next
+	}
+	d.tb.Fatal("expected event did not arrive")
+	return event{}
+}
+
+func (d *daemon) stop() {
+	d.tb.Helper()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-d.exited:
+		if err != nil {
+			d.tb.Fatalf("session-manager exited with %v after SIGTERM, want 0", err)
+		}
+		d.exited <- nil
+	case <-time.After(20 * time.Second):
+		d.tb.Fatal("session-manager did not stop within 20s of SIGTERM")
+	}
+}
+
+func (d *daemon) qrText() string {
+	d.tb.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		code, b, h := d.do("GET", "/qr?format=text", nil)
+		if code == 200 {
+			return string(b)
+		}
+		if code != 503 || h.Get("Retry-After") == "" {
+			d.tb.Fatalf("GET /qr?format=text: %d %s, want 200 or 503 with Retry-After", code, b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	d.tb.Fatal("no QR code within 15s")
+	return ""
+}
+
+func newFake(tb testing.TB) *fakewa.Server {
+	tb.Helper()
+	srv, err := fakewa.New(fakewa.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { srv.Close() })
+	return srv
+}
+
+func TestLinkSendReceiveRestartLogout(t *testing.T) {
+	fake := newFake(t)
+	dir := t.TempDir()
+	ctx := t.Context()
+
+	d := startDaemon(t, dir, fake.URL())
+	d.waitNotify("READY=1", 10*time.Second)
+	if code, b, _ := d.do("GET", "/health", nil); code != 200 {
+		t.Fatalf("/health = %d %s", code, b)
+	}
+
+	// No device yet: a QR, as PNG, text and JSON.
+	code := d.qrText()
+	if n := len(strings.Split(code, ",")); n != 4 {
+		t.Fatalf("QR text %q has %d parts, want ref,noise,identity,adv", code, n)
+	}
+	d.waitNotify("STATUS=waiting for QR scan", 5*time.Second)
+	st, b, h := d.do("GET", "/qr", nil)
+	if st != 200 || h.Get("Content-Type") != "image/png" {
+		t.Fatalf("GET /qr = %d %s", st, h.Get("Content-Type"))
+	}
+	if img, err := png.Decode(bytes.NewReader(b)); err != nil || img.Bounds().Dx() < 100 {
+		t.Fatalf("GET /qr is not a usable PNG: %v", err)
+	}
+	var qrJSON struct {
+		Code      string
+		ExpiresAt time.Time `json:"expires_at"`
+	}
+	req, _ := http.NewRequest("GET", "http://sm/qr", nil)
+	req.Header.Set("Accept", "application/json")
+	resp, err := d.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.NewDecoder(resp.Body).Decode(&qrJSON)
+	resp.Body.Close()
+	if qrJSON.Code == "" || !qrJSON.ExpiresAt.After(time.Now()) {
+		t.Errorf("QR JSON = %+v, want a code with a future expiry", qrJSON)
+	}
+
+	// The fake phone scans it.
+	if err := fake.ScanQR(ctx, code, linkedPhone); err != nil {
+		t.Fatalf("ScanQR: %v", err)
+	}
+	linked := d.waitState("connected", 20*time.Second)
+	if linked.Phone != "+"+linkedPhone {
+		t.Errorf("linked phone = %q, want +%s", linked.Phone, linkedPhone)
+	}
+	d.waitNotify("STATUS=connected as +"+linkedPhone, 5*time.Second)
+	if st, _, _ := d.do("GET", "/qr", nil); st != 409 {
+		t.Errorf("GET /qr when linked = %d, want 409", st)
+	}
+
+	// A message to a phone number in a human format arrives decrypted, then its receipt.
+	st, b, _ = d.do("POST", "/messages", map[string]string{"to": "+54 9 11 5555-1234", "text": "Hola Carla, ¿seguís interesada?", "id": "LEADMASTER0001"})
+	if st != 200 {
+		t.Fatalf("POST /messages = %d %s", st, b)
+	}
+	got := fake.Received(leadPhone)
+	if len(got) != 1 || got[0].Text != "Hola Carla, ¿seguís interesada?" || got[0].ID != "LEADMASTER0001" {
+		t.Fatalf("recipient got %+v, want the text once", got)
+	}
+	d.waitEvent(0, func(e event) bool {
+		ids, _ := e.Data["message_ids"].([]any)
+		return e.Type == "receipt" && e.Data["type"] == "delivered" && len(ids) == 1 && ids[0] == "LEADMASTER0001"
+	})
+
+	// The same ID again is answered from the ledger: nothing reaches WhatsApp.
+	st, b, _ = d.do("POST", "/messages", map[string]string{"to": leadPhone, "text": "Hola Carla, ¿seguís interesada?", "id": "LEADMASTER0001"})
+	var dup struct{ Duplicate bool }
+	json.Unmarshal(b, &dup)
+	if st != 200 || !dup.Duplicate {
+		t.Fatalf("repeated POST /messages = %d %s, want 200 duplicate", st, b)
+	}
+	if n := fake.Arrivals("LEADMASTER0001"); n != 1 {
+		t.Errorf("message arrived %d times at the server, want 1", n)
+	}
+	if n := len(fake.Received(leadPhone)); n != 1 {
+		t.Errorf("recipient has %d messages, want 1", n)
+	}
+
+	// An incoming message lands in the event log, and its sender among the contacts.
+	if _, err := fake.SendText(ctx, replyPhone, linkedPhone, "Sí, mandame precios", "Carla"); err != nil {
+		t.Fatalf("SendText: %v", err)
+	}
+	in := d.waitEvent(0, func(e event) bool { return e.Type == "message" })
+	if in.Data["text"] != "Sí, mandame precios" || in.Data["from"] != "+"+replyPhone || in.Data["push_name"] != "Carla" {
+		t.Errorf("message event = %v", in.Data)
+	}
+	var contacts struct {
+		Contacts []struct {
+			Phone    string
+			PushName string `json:"push_name"`
+		}
+	}
+	d.getJSON("/contacts", &contacts)
+	found := false
+	for _, c := range contacts.Contacts {
+		found = found || (c.Phone == "+"+replyPhone && c.PushName == "Carla")
+	}
+	if !found {
+		t.Errorf("contacts = %+v, want +%s (Carla)", contacts.Contacts, replyPhone)
+	}
+
+	// A restart keeps the link: connected again, no QR.
+	d.stop()
+	d = startDaemon(t, dir, fake.URL())
+	d.waitNotify("READY=1", 10*time.Second)
+	d.waitState("connected", 20*time.Second)
+	if st, _, _ := d.do("GET", "/qr", nil); st != 409 {
+		t.Errorf("GET /qr after restart = %d, want 409 (still linked)", st)
+	}
+	// The event log survived the restart too.
+	var page struct{ Events []event }
+	d.getJSON("/events?after=0&limit=1000", &page)
+	var messages int
+	for _, e := range page.Events {
+		if e.Type == "message" {
+			messages++
+		}
+	}
+	if messages != 1 {
+		t.Errorf("after restart the log holds %d incoming messages, want 1", messages)
+	}
+
+	// Logout goes back to QR without a restart.
+	if st, b, _ := d.do("POST", "/logout", nil); st != 200 {
+		t.Fatalf("POST /logout = %d %s", st, b)
+	}
+	d.waitState("qr", 20*time.Second)
+	newCode := d.qrText()
+	if newCode == code {
+		t.Error("QR after logout equals the first one; want a fresh device")
+	}
+	// And the new device can be linked again.
+	if err := fake.ScanQR(ctx, newCode, linkedPhone); err != nil {
+		t.Fatalf("second ScanQR: %v", err)
+	}
+	d.waitState("connected", 20*time.Second)
+
+	// Unlinked from the phone: logged_out is recorded, then a QR again.
+	if err := fake.Unlink(linkedPhone); err != nil {
+		t.Fatalf("Unlink: %v", err)
+	}
+	d.waitEvent(0, func(e event) bool { return e.Type == "state" && e.Data["state"] == "logged_out" })
+	d.waitState("qr", 20*time.Second)
+	d.stop()
+	d.waitNotify("STOPPING=1", time.Second)
+}
+
+func TestConfigErrorExits78(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "bad.toml")
+	os.WriteFile(cfg, []byte("[session_manager]\nreconnect_max_delay = \"soon\"\n"), 0o644)
+	var stderr bytes.Buffer
+	cmd := exec.Command(testBinary, "--cliente", "51", "--config", cfg)
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 78 {
+		t.Fatalf("exit = %v, want 78", err)
+	}
+	if want := cfg + ":2: key session_manager.reconnect_max_delay: "; !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr = %q, want it to name %q", stderr.String(), want)
+	}
+	out, err := exec.Command(testBinary, "--cliente", "51", "--config", cfg, "--check-config").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), ":2: key session_manager.reconnect_max_delay") {
+		t.Errorf("--check-config on a bad file: %v %s", err, out)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{}, {"--cliente", "a b"}, {"--cliente", "51", "--listen", "nowhere"}, {"--bogus"}} {
+		err := exec.Command(testBinary, args...).Run()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+			t.Errorf("session-manager %v: exit %v, want 2", args, err)
+		}
+	}
+}
