@@ -45,10 +45,10 @@ type conn struct {
 	writeMu           sync.Mutex
 	writeCounter      uint32
 
-	static  [32]byte                                             // the client's Noise static key
+	static  [32]byte                                           // the client's Noise static key
 	reg     *waWa6.ClientPayload_DevicePairingRegistrationData // set while unpaired
-	pairing atomic.Bool                                          // a pair-success is in flight
-	device  *device                                              // set at login; guarded by srv.mu
+	pairing atomic.Bool                                        // a pair-success is in flight
+	device  *device                                            // set at login; guarded by srv.mu
 	idSeq   atomic.Uint64
 
 	waitMu  sync.Mutex
