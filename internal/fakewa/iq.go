@@ -19,17 +19,16 @@ type device struct {
 	pairedAt time.Time
 	noisePub [32]byte
 
-	identity     [32]byte
-	regID        uint32
-	signedID     uint32
-	signedPub    [32]byte
-	signedSig    [64]byte
-	preKeys      []uploadedPreKey // uploaded and not handed out yet
-	outMu        sync.Mutex       // orders deliveries to this device
-	out          []outItem        // undelivered, or delivered but not yet receipted
-	conn         *conn            // the logged-in connection, if any
-	ready        bool             // conn finished its login sequence (passive iq)
-	platformName string
+	identity  [32]byte
+	regID     uint32
+	signedID  uint32
+	signedPub [32]byte
+	signedSig [64]byte
+	preKeys   []uploadedPreKey // uploaded and not handed out yet
+	outMu     sync.Mutex       // orders deliveries to this device
+	out       []outItem        // undelivered, or delivered but not yet receipted
+	conn      *conn            // the logged-in connection, if any
+	ready     bool             // conn finished its login sequence (passive iq)
 }
 
 type uploadedPreKey struct {
