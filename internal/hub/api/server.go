@@ -1,0 +1,94 @@
+// Package api is central-hub's HTTP server: every route (listed in routes.go), the auth and
+// tenant checks in front of them, and the JSON in and out.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/leadmaster/leadmaster/internal/config"
+	"github.com/leadmaster/leadmaster/internal/hub/auth"
+	"github.com/leadmaster/leadmaster/internal/hub/contacts"
+	"github.com/leadmaster/leadmaster/internal/hub/events"
+	"github.com/leadmaster/leadmaster/internal/hub/proxy"
+	"github.com/leadmaster/leadmaster/internal/hub/webhook"
+)
+
+// Deps are what the server is built from.
+type Deps struct {
+	Log *slog.Logger
+	// Config returns the configuration in force (it changes on reload).
+	Config   func() *config.Config
+	Auth     *auth.Service
+	Pool     *proxy.Pool
+	Contacts *contacts.Service
+	Events   *events.Store
+	Webhooks *webhook.Service
+	// Health is the real health check (database, loops); /health caches its answer briefly.
+	Health func(context.Context) error
+	// UI serves the web UI at / (nil: a short JSON note until the UI lands).
+	UI http.Handler
+	// Metrics are extra Prometheus lines appended to /metrics.
+	Metrics func(w *MetricsWriter)
+}
+
+// Server is the hub's HTTP API.
+type Server struct {
+	Deps
+	log     *slog.Logger
+	handler http.Handler
+	mux     *http.ServeMux
+	stats   stats
+
+	healthMu   sync.Mutex
+	healthAt   time.Time
+	healthErr  error
+	healthTTL  time.Duration
+	statusWait time.Duration
+}
+
+// New builds the server and its routes.
+func New(d Deps) *Server {
+	s := &Server{Deps: d, log: d.Log, healthTTL: time.Second, statusWait: 3 * time.Second}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.mux = s.buildMux()
+	s.handler = s.recoverer(s.count(s.mux))
+	return s
+}
+
+// ServeHTTP makes Server an http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// HTTPServer returns an *http.Server with the hub's timeouts around s. WriteTimeout is left
+// unset because the proxied /events long-poll and CSV imports take their own bounded time.
+func (s *Server) HTTPServer() *http.Server {
+	return &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+}
+
+func (s *Server) health(ctx context.Context) error {
+	s.healthMu.Lock()
+	defer s.healthMu.Unlock()
+	if time.Since(s.healthAt) < s.healthTTL {
+		return s.healthErr
+	}
+	var err error
+	if s.Health != nil {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err = s.Health(ctx)
+		cancel()
+	}
+	s.healthAt, s.healthErr = time.Now(), err
+	return err
+}
