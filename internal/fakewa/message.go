@@ -232,7 +232,8 @@ func (c *conn) handleReceipt(node *waBinary.Node) {
 	s.mu.Lock()
 	for _, id := range ids {
 		s.receipts[id] = append(s.receipts[id], typ)
-		if d != nil && typ != "retry" {
+		if d != nil {
+			// Retries are not implemented, so a retry receipt also ends redelivery.
 			d.out = slices.DeleteFunc(d.out, func(it outItem) bool { return it.msgID == id })
 		}
 		if sender, ok := s.sentBy[id]; ok && (typ == "read" || typ == "played") {
@@ -244,7 +245,7 @@ func (c *conn) handleReceipt(node *waBinary.Node) {
 	s.notify()
 	s.mu.Unlock()
 	if typ == "retry" {
-		c.log.Warn("client could not decrypt a message and asked for a retry", "ids", ids)
+		c.log.Warn("client could not decrypt a message and asked for a retry; retries are not implemented", "ids", ids)
 	}
 	attrs := waBinary.Attrs{"class": "receipt", "id": ids[0]}
 	if to, ok := node.Attrs["to"].(types.JID); ok {
