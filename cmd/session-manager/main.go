@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/leadmaster/leadmaster/internal/config"
+	"github.com/leadmaster/leadmaster/internal/footprint"
 	"github.com/leadmaster/leadmaster/internal/logging"
 	"github.com/leadmaster/leadmaster/internal/sd"
 	"github.com/leadmaster/leadmaster/internal/session"
@@ -142,48 +143,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 
-	stateDir := cfg.ClienteStateDir(id, getenv)
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return fmt.Errorf("state directory: %w", err)
-	}
-	dsn, schema := filepath.Join(stateDir, "session.db"), ""
-	if cfg.SessionManager.Database != "" {
-		dsn, schema = cfg.SessionManager.Database, "cliente_"+strings.ToLower(strings.ReplaceAll(id, "-", "_"))
-	}
-	db, err := store.Open(ctx, dsn, schema)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	if err := session.Migrate(ctx, db); err != nil {
-		return err
-	}
-	events, err := session.OpenEventLog(ctx, db)
-	if err != nil {
-		return err
-	}
-
 	var tokenMu sync.Mutex
 	token := readToken(getenv, cfg.Clientes[id].TokenFile, log)
-	mgr := session.NewManager(session.Options{
-		Cliente: id, DB: db, Events: events, Log: log,
-		ReconnectMaxDelay: cfg.SessionManager.ReconnectMaxDelay.Duration,
-		OnStatus:          func(st session.Status) { notify.Status(statusLine(st)) },
-	})
-	waHTTP, err := testWhatsApp(getenv)
-	if err != nil {
-		return err
-	}
-	wa, err := whatsapp.Open(ctx, whatsapp.Options{DB: db, Log: log, HTTPClient: waHTTP, OnEvent: mgr.HandleEvent})
-	if err != nil {
-		return err
-	}
-
-	api := session.NewServer(mgr, events, log, func() string {
+	api := session.NewServer(log, func() string {
 		tokenMu.Lock()
 		defer tokenMu.Unlock()
 		return token
 	})
+	// Serve first: requests wait in the API until the store is open (see session.Server).
 	var servers []*http.Server
 	serveErr := make(chan error, len(lns))
 	for _, l := range lns {
@@ -200,6 +167,32 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			}
 		}()
 	}
+	shutdown := func() {
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		var wg sync.WaitGroup
+		for _, srv := range servers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				srv.Shutdown(shutdownCtx)
+			}()
+		}
+		wg.Wait()
+	}
+	notify.Ready()
+	notify.Status("opening store")
+
+	stateDir := cfg.ClienteStateDir(id, getenv)
+	mgr, events, db, wa, err := open(ctx, cfg, id, stateDir, getenv, log, notify)
+	if err != nil {
+		api.Fail(err)
+		shutdown()
+		return err
+	}
+	defer db.Close()
+	api.Attach(mgr, events)
+
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	loopDone := make(chan struct{})
 	go func() {
@@ -208,8 +201,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}()
 	go notify.RunWatchdog(runCtx, mgr.Check)
 	go pruneEvents(runCtx, events, cfg.SessionManager.EventRetention.Duration, log)
-
-	notify.Ready()
+	// Start-up is over: give back the pages only it needed (see internal/footprint).
+	time.AfterFunc(2*time.Second, func() {
+		if n, err := footprint.Trim(); err != nil {
+			log.Debug("footprint trim", "err", err)
+		} else {
+			log.Debug("footprint trimmed", "advised_bytes", n)
+		}
+	})
 	addrs := make([]string, len(lns))
 	for i, l := range lns {
 		addrs[i] = l.Addr().String()
@@ -247,21 +246,52 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	notify.Stopping()
 	log.Info("stopping: draining requests and disconnecting from WhatsApp")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	var wg sync.WaitGroup
-	for _, srv := range servers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			srv.Shutdown(shutdownCtx)
-		}()
-	}
-	wg.Wait()
+	shutdown()
 	stopRun()
 	<-loopDone
 	log.Info("stopped")
 	return nil
+}
+
+// open opens the cliente's store (SQLite in its state directory, or its schema in
+// PostgreSQL), the event log, the session manager and the WhatsApp client.
+func open(ctx context.Context, cfg *config.Config, id, stateDir string, getenv func(string) string, log *slog.Logger, notify *sd.Notifier) (*session.Manager, *session.EventLog, *store.DB, *whatsapp.Client, error) {
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("state directory: %w", err)
+	}
+	dsn, schema := filepath.Join(stateDir, "session.db"), ""
+	if cfg.SessionManager.Database != "" {
+		dsn, schema = cfg.SessionManager.Database, "cliente_"+strings.ToLower(strings.ReplaceAll(id, "-", "_"))
+	}
+	db, err := store.Open(ctx, dsn, schema)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	fail := func(err error) (*session.Manager, *session.EventLog, *store.DB, *whatsapp.Client, error) {
+		db.Close()
+		return nil, nil, nil, nil, err
+	}
+	if err := session.Migrate(ctx, db); err != nil {
+		return fail(err)
+	}
+	events, err := session.OpenEventLog(ctx, db)
+	if err != nil {
+		return fail(err)
+	}
+	mgr := session.NewManager(session.Options{
+		Cliente: id, DB: db, Events: events, Log: log,
+		ReconnectMaxDelay: cfg.SessionManager.ReconnectMaxDelay.Duration,
+		OnStatus:          func(st session.Status) { notify.Status(statusLine(st)) },
+	})
+	waHTTP, err := testWhatsApp(getenv)
+	if err != nil {
+		return fail(err)
+	}
+	wa, err := whatsapp.Open(ctx, whatsapp.Options{DB: db, Log: log, HTTPClient: waHTTP, OnEvent: mgr.HandleEvent})
+	if err != nil {
+		return fail(err)
+	}
+	return mgr, events, db, wa, nil
 }
 
 // statusLine is the human line systemctl status shows.

@@ -13,12 +13,12 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/mux"
 	qrcode "github.com/skip2/go-qrcode"
 
-	"github.com/leadmaster/leadmaster/internal/phone"
 	"github.com/leadmaster/leadmaster/internal/whatsapp"
 )
 
@@ -26,18 +26,76 @@ import (
 const maxBody = 64 << 10
 
 // Server is the session manager's HTTP API.
+//
+// It serves before the store is open, so systemd hears READY=1 within milliseconds: /health
+// answers at once, and other routes wait (up to startWait) until Attach supplies the
+// Manager. The store opens in the background meanwhile.
 type Server struct {
-	m      *Manager
-	events *EventLog
-	log    *slog.Logger
-	token  func() string
-	start  time.Time
+	log   *slog.Logger
+	token func() string
+	start time.Time
+
+	ready   chan struct{} // closed by Attach; m and events are set before
+	m       *Manager
+	events  *EventLog
+	failed  error
+	onceErr sync.Once
 }
 
-// NewServer returns the API for m. token returns the bearer token TCP callers must present
-// ("" refuses every TCP request but /health).
-func NewServer(m *Manager, events *EventLog, log *slog.Logger, token func() string) *Server {
-	return &Server{m: m, events: events, log: log, token: token, start: time.Now()}
+// startWait bounds how long a request waits for the store to open.
+const startWait = 30 * time.Second
+
+// NewServer returns the API. token returns the bearer token TCP callers must present ("":
+// every TCP request but /health is refused). Call Attach (or Fail) once start-up is done.
+func NewServer(log *slog.Logger, token func() string) *Server {
+	return &Server{log: log, token: token, start: time.Now(), ready: make(chan struct{})}
+}
+
+// Attach connects the API to the session once its store is open.
+func (s *Server) Attach(m *Manager, events *EventLog) {
+	s.onceErr.Do(func() {
+		s.m, s.events = m, events
+		close(s.ready)
+	})
+}
+
+// Fail makes every waiting and later request answer 503 with err (start-up failed; the
+// process is about to exit).
+func (s *Server) Fail(err error) {
+	s.onceErr.Do(func() {
+		s.failed = err
+		close(s.ready)
+	})
+}
+
+// whenReady holds requests until Attach, except /health, which answers "starting".
+func (s *Server) whenReady(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-s.ready:
+		default:
+			if r.URL.Path == "/health" {
+				writeJSON(w, http.StatusOK, map[string]string{"status": "starting"})
+				return
+			}
+			t := time.NewTimer(startWait)
+			defer t.Stop()
+			select {
+			case <-s.ready:
+			case <-r.Context().Done():
+				return
+			case <-t.C:
+				w.Header().Set("Retry-After", "5")
+				writeError(w, http.StatusServiceUnavailable, "unavailable", "the session manager is still opening its store")
+				return
+			}
+		}
+		if s.failed != nil {
+			writeError(w, http.StatusServiceUnavailable, "unavailable", "the session manager failed to start; see its journal")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Handler returns the API; local is true for unix-socket listeners, which file permissions
@@ -51,7 +109,7 @@ func (s *Server) Handler(local bool) http.Handler {
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.Path))
 	})
-	var h http.Handler = r
+	var h http.Handler = s.whenReady(r)
 	if !local {
 		h = s.requireToken(h)
 	}
@@ -247,7 +305,7 @@ func (s *Server) writeErr(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, ErrInvalid):
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
-	case errors.Is(err, phone.ErrInvalid):
+	case errors.Is(err, ErrInvalidPhone):
 		writeError(w, http.StatusUnprocessableEntity, "invalid_phone", err.Error())
 	case errors.Is(err, whatsapp.ErrNotOnWhatsApp):
 		writeError(w, http.StatusUnprocessableEntity, "not_on_whatsapp", "that number has no WhatsApp account")

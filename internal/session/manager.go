@@ -17,7 +17,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/leadmaster/leadmaster/internal/phone"
 	"github.com/leadmaster/leadmaster/internal/store"
 	"github.com/leadmaster/leadmaster/internal/whatsapp"
 )
@@ -365,9 +364,9 @@ func (m *Manager) Check(ctx context.Context) error {
 
 // PairCode asks for a code to link by phone number instead of the QR.
 func (m *Manager) PairCode(ctx context.Context, number string) (string, error) {
-	e164, err := phone.Normalize(number, "")
+	e164, err := parsePhone(number)
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
+		return "", err
 	}
 	if m.wa.Linked() && m.Status().State != StateQR {
 		return "", ErrLinked
@@ -563,7 +562,7 @@ func sameRecipient(reqTo, jid string) bool {
 	if server != "s.whatsapp.net" {
 		return true // a LID: the phone number cannot be compared
 	}
-	e164, err := phone.Normalize(reqTo, "")
+	e164, err := parsePhone(reqTo)
 	return err == nil && strings.TrimPrefix(e164, "+") == user
 }
 
@@ -586,9 +585,9 @@ func (m *Manager) resolve(ctx context.Context, to string) (string, error) {
 		}
 		return to, nil
 	}
-	e164, err := phone.Normalize(to, "")
+	e164, err := parsePhone(to)
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", phone.ErrInvalid, err)
+		return "", err
 	}
 	m.mu.Lock()
 	r, ok := m.resolved[e164]

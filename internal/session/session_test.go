@@ -89,6 +89,12 @@ func newTestManager(tb testing.TB, dsn string) (*Manager, *fakeWA, *EventLog) {
 	return m, wa, events
 }
 
+func newTestServer(m *Manager, token func() string) *Server {
+	s := NewServer(m.log, token)
+	s.Attach(m, m.opts.Events)
+	return s
+}
+
 func forEachDB(t *testing.T, fn func(t *testing.T, dsn string)) {
 	for name, dsn := range storetest.DSNs(t) {
 		t.Run(name, func(t *testing.T) { fn(t, dsn) })
@@ -153,7 +159,7 @@ func TestSendRetriesAfterFailureWithSameID(t *testing.T) {
 
 func TestSendErrors(t *testing.T) {
 	m, wa, _ := newTestManager(t, storetest.DSNs(t)["sqlite"])
-	srv := httptest.NewServer(NewServer(m, m.opts.Events, m.log, func() string { return "" }).Handler(true))
+	srv := httptest.NewServer(newTestServer(m, func() string { return "" }).Handler(true))
 	defer srv.Close()
 	tests := []struct {
 		name, body string
@@ -201,7 +207,7 @@ func TestTCPNeedsToken(t *testing.T) {
 	m, _, _ := newTestManager(t, storetest.DSNs(t)["sqlite"])
 	go m.Run(t.Context(), m.wa)
 	token := "s3cret-token"
-	srv := httptest.NewServer(NewServer(m, m.opts.Events, m.log, func() string { return token }).Handler(false))
+	srv := httptest.NewServer(newTestServer(m, func() string { return token }).Handler(false))
 	defer srv.Close()
 	get := func(path, auth string) int {
 		req, _ := http.NewRequest("GET", srv.URL+path, nil)
@@ -279,7 +285,7 @@ func seqs(evs []Event) []int64 {
 
 func TestEventsQueryErrors(t *testing.T) {
 	m, _, _ := newTestManager(t, storetest.DSNs(t)["sqlite"])
-	srv := httptest.NewServer(NewServer(m, m.opts.Events, m.log, func() string { return "" }).Handler(true))
+	srv := httptest.NewServer(newTestServer(m, func() string { return "" }).Handler(true))
 	defer srv.Close()
 	for _, q := range []string{"after=-1", "after=x", "limit=0", "limit=5000", "wait=2m", "wait=soon"} {
 		resp, err := http.Get(srv.URL + "/events?" + q)
