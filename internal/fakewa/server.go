@@ -13,6 +13,24 @@
 //
 // The server keeps its state (linked devices, what each contact received) in memory for its
 // lifetime, and the contacts' Signal stores in a temporary SQLite file removed by Close.
+// A client whose device the server does not know (another server process, or unlinked) is
+// refused at login with reason 401, which whatsmeow turns into events.LoggedOut.
+//
+// The same listener serves a JSON control API for demos (errors use the project's shape
+// {"error": {"code", "message"}}):
+//
+//	GET  /_fake/recipients           every contact and what it received
+//	GET  /_fake/recipients/{phone}   one contact
+//	GET  /_fake/devices              linked devices
+//	POST /_fake/scan                 {"qr": "...", "phone": "5491155550000"}
+//	POST /_fake/pair-code            {"phone": "...", "code": "ABCD-EFGH"}
+//	POST /_fake/send                 {"from": "...", "to": "...", "text": "...", "push_name": "..."}
+//	POST /_fake/read                 {"phone": "<contact>", "ids": ["..."]}
+//	POST /_fake/unlink               {"phone": "..."}
+//	POST /_fake/not-on-whatsapp      {"phone": "..."}
+//
+// Not simulated: app state sync (so no contact full names and no own push name), history
+// sync, groups, media, message retries, and copies of sent messages for the phone itself.
 package fakewa
 
 import (
@@ -88,14 +106,16 @@ type Device struct {
 
 // Server is a fake WhatsApp server. Its methods are safe for concurrent use.
 type Server struct {
-	log    *slog.Logger
-	ln     net.Listener
-	http   *http.Server
-	url    string
-	static *keys.KeyPair
-	certs  []byte
-	dir    string
-	store  *sqlstore.Container
+	log       *slog.Logger
+	ln        net.Listener
+	http      *http.Server
+	url       string
+	client    *http.Client
+	transport *http.Transport
+	static    *keys.KeyPair
+	certs     []byte
+	dir       string
+	store     *sqlstore.Container
 
 	mu         sync.Mutex
 	changed    chan struct{}
@@ -157,6 +177,8 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
 	s.url = "http://" + s.ln.Addr().String()
+	s.transport = http.DefaultTransport.(*http.Transport).Clone()
+	s.client = &http.Client{Transport: &rewriter{target: &url.URL{Scheme: "http", Host: s.ln.Addr().String()}, base: s.transport}}
 	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -174,8 +196,7 @@ func (s *Server) URL() string { return s.url }
 // HTTPClient returns a client that sends every request, whatever its URL, to this server.
 // Give it to whatsmeow with SetPreLoginHTTPClient and SetWebsocketHTTPClient.
 func (s *Server) HTTPClient() *http.Client {
-	u, _ := url.Parse(s.url)
-	return &http.Client{Transport: &rewriter{target: u, base: http.DefaultTransport.(*http.Transport).Clone()}}
+	return s.client
 }
 
 type rewriter struct {
@@ -205,6 +226,7 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	err := s.http.Close()
+	s.transport.CloseIdleConnections()
 	for _, c := range conns {
 		c.closeNow()
 	}
