@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/google/go-cmp/cmp"
 	"go.mau.fi/whatsmeow"
 	"go.mau.fi/whatsmeow/types"
@@ -128,4 +129,32 @@ func TestControlAPI(t *testing.T) {
 		t.Errorf("POST /_fake/unlink = %d, want 200", st)
 	}
 	waitEvent[*events.LoggedOut](t, c, nil)
+}
+
+func TestWebsocketChecksOrigin(t *testing.T) {
+	srv := newServer(t)
+	ctx := ctxT(t)
+	tests := []struct {
+		origin string
+		ok     bool
+	}{
+		{origin: "https://web.whatsapp.com", ok: true},
+		{origin: "https://evil.example", ok: false},
+	}
+	for _, tt := range tests {
+		conn, resp, err := websocket.Dial(ctx, "ws://web.whatsapp.com/ws/chat", &websocket.DialOptions{
+			HTTPClient: srv.HTTPClient(),
+			HTTPHeader: http.Header{"Origin": {tt.origin}},
+		})
+		if (err == nil) != tt.ok {
+			status := 0
+			if resp != nil {
+				status = resp.StatusCode
+			}
+			t.Errorf("dial with Origin %s: err = %v (status %d), want ok %v", tt.origin, err, status, tt.ok)
+		}
+		if conn != nil {
+			conn.CloseNow()
+		}
+	}
 }
