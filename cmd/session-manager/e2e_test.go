@@ -453,3 +453,31 @@ func TestUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestLinkWithPhoneCode(t *testing.T) {
+	fake := newFake(t)
+	d := startDaemon(t, t.TempDir(), fake.URL())
+	d.waitNotify("READY=1", 10*time.Second)
+	d.qrText() // a QR connection is what a pairing code rides on
+
+	st, b, _ := d.do("POST", "/pair-code", map[string]string{"phone": "12"})
+	if st != 422 {
+		t.Errorf("POST /pair-code with a bad number = %d %s, want 422", st, b)
+	}
+	st, b, _ = d.do("POST", "/pair-code", map[string]string{"phone": "+54 9 11 5555-0000"})
+	if st != 200 {
+		t.Fatalf("POST /pair-code = %d %s", st, b)
+	}
+	var res struct{ Code string }
+	json.Unmarshal(b, &res)
+	if len(strings.ReplaceAll(res.Code, "-", "")) != 8 {
+		t.Fatalf("pair code %q, want 8 characters", res.Code)
+	}
+	if err := fake.PairWithCode(t.Context(), linkedPhone, res.Code); err != nil {
+		t.Fatalf("PairWithCode: %v", err)
+	}
+	linked := d.waitState("connected", 20*time.Second)
+	if linked.Phone != "+"+linkedPhone {
+		t.Errorf("linked as %q, want +%s", linked.Phone, linkedPhone)
+	}
+}
