@@ -290,7 +290,7 @@ const (
 	maxEventsWait    = 60 * time.Second
 )
 
-func proxyTimeoutFor(r *http.Request, path string) time.Duration {
+func (s *Server) proxyTimeoutFor(r *http.Request, path string) time.Duration {
 	switch strings.Trim(path, "/") {
 	case "events":
 		wait, err := time.ParseDuration(r.URL.Query().Get("wait"))
@@ -299,14 +299,14 @@ func proxyTimeoutFor(r *http.Request, path string) time.Duration {
 		}
 		return min(wait, maxEventsWait) + 10*time.Second
 	case "messages", "contacts", "pair-code", "logout":
-		return proxySlowTimeout
+		return s.slowTimeout
 	}
-	return proxyTimeout
+	return s.proxyTimeout
 }
 
 func (s *Server) handleSessionManagerProxy(w http.ResponseWriter, r *http.Request) {
 	path := "/" + r.PathValue("path")
-	s.Pool.Forward(w, r, r.PathValue("id"), path, proxyTimeoutFor(r, path), s.fail)
+	s.Pool.Forward(w, r, r.PathValue("id"), path, s.proxyTimeoutFor(r, path), s.fail)
 }
 
 func (s *Server) handleSessionManagersStatus(w http.ResponseWriter, r *http.Request) {
@@ -320,7 +320,7 @@ func (s *Server) handleSessionManagersStatus(w http.ResponseWriter, r *http.Requ
 }
 
 func (s *Server) handleWhatsAppQRGet(w http.ResponseWriter, r *http.Request) {
-	s.Pool.Forward(w, r, r.PathValue("id"), "/qr", proxyTimeout, s.fail)
+	s.Pool.Forward(w, r, r.PathValue("id"), "/qr", s.proxyTimeout, s.fail)
 }
 
 // handleWhatsAppStatusGet answers 200 with the state even when the session manager is down
@@ -333,11 +333,11 @@ func (s *Server) handleWhatsAppStatusGet(w http.ResponseWriter, r *http.Request)
 }
 
 func (s *Server) handleWhatsAppPairCodeCreate(w http.ResponseWriter, r *http.Request) {
-	s.Pool.Forward(w, r, r.PathValue("id"), "/pair-code", proxySlowTimeout, s.fail)
+	s.Pool.Forward(w, r, r.PathValue("id"), "/pair-code", s.slowTimeout, s.fail)
 }
 
 func (s *Server) handleWhatsAppLogout(w http.ResponseWriter, r *http.Request) {
-	s.Pool.Forward(w, r, r.PathValue("id"), "/logout", proxySlowTimeout, s.fail)
+	s.Pool.Forward(w, r, r.PathValue("id"), "/logout", s.slowTimeout, s.fail)
 }
 
 func errMethod(method, allow string) error {

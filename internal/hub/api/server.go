@@ -47,12 +47,14 @@ type Server struct {
 	healthAt   time.Time
 	healthErr  error
 	healthTTL  time.Duration
-	statusWait time.Duration
+	// statusWait bounds a status probe; proxyTimeout and slowTimeout bound proxied requests.
+	statusWait, proxyTimeout, slowTimeout time.Duration
 }
 
 // New builds the server and its routes.
 func New(d Deps) *Server {
-	s := &Server{Deps: d, log: d.Log, healthTTL: time.Second, statusWait: 3 * time.Second}
+	s := &Server{Deps: d, log: d.Log, healthTTL: time.Second,
+		statusWait: 3 * time.Second, proxyTimeout: proxyTimeout, slowTimeout: proxySlowTimeout}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
