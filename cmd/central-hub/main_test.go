@@ -229,7 +229,9 @@ func TestServeFollowsEventsAndReloads(t *testing.T) {
 	if len(conv.Leads) != 1 || conv.Leads[0].Phone != "+5491155550001" || conv.Leads[0].PushName != "Lead Uno" {
 		t.Fatalf("conversations = %+v", conv)
 	}
-	var msgs struct{ Messages []struct{ Text, Direction string } }
+	var msgs struct {
+		Messages []struct{ Text, Direction string }
+	}
 	h.call(t, "GET", "/api/clientes/51/contacts/"+itoa(conv.Leads[0].ID)+"/messages", tok, nil, &msgs)
 	if len(msgs.Messages) != 1 || msgs.Messages[0].Text != "quiero info" || msgs.Messages[0].Direction != "in" {
 		t.Errorf("messages = %+v", msgs)

@@ -43,10 +43,10 @@ type Server struct {
 	mux     *http.ServeMux
 	stats   stats
 
-	healthMu   sync.Mutex
-	healthAt   time.Time
-	healthErr  error
-	healthTTL  time.Duration
+	healthMu  sync.Mutex
+	healthAt  time.Time
+	healthErr error
+	healthTTL time.Duration
 	// statusWait bounds a status probe; proxyTimeout and slowTimeout bound proxied requests.
 	statusWait, proxyTimeout, slowTimeout time.Duration
 }

@@ -145,7 +145,6 @@ func TestApplyAllOrNothing(t *testing.T) {
 	}
 }
 
-
 func TestConsumerFollowsAndResumes(t *testing.T) {
 	ctx := context.Background()
 	dsn := storetest.DSNs(t)["sqlite"]

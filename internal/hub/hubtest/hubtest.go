@@ -239,4 +239,3 @@ func (sm *SessionManager) serveEvents(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 }
-
