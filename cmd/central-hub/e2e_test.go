@@ -1,0 +1,514 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/leadmaster/leadmaster/internal/fakewa"
+	"github.com/leadmaster/leadmaster/internal/hub/webhook"
+)
+
+// The end-to-end test runs the real binaries: central-hub, and session-manager built with
+// -tags fakewa against the fake WhatsApp server. Both get their sockets the way systemd passes
+// them (LISTEN_FDS), and the test keeps the hub's listening socket open across a SIGKILL and
+// restart of the hub, as central-hub.socket does.
+
+var (
+	buildOnce          sync.Once
+	hubBin, smBin      string
+	buildErr           error
+	e2eWebhookSecret   = "e2e-webhook-secret-0123456789"
+	linkedPhone        = "5491155550000"
+	leadPhone          = "5491155559876"
+	otherClientePhone  = "5491166660000"
+	e2eAdminPassword   = "admin-password-e2e"
+	e2eMemberPassword  = "member-password-e2e"
+	e2eOutsiderPasswrd = "outsider-password-e2e"
+)
+
+func buildBinaries(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test builds binaries; skipped with -short")
+	}
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "hub-e2e-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		hubBin, smBin = filepath.Join(dir, "central-hub"), filepath.Join(dir, "session-manager")
+		for _, b := range [][]string{
+			{"build", "-o", hubBin, "."},
+			{"build", "-tags", "fakewa", "-o", smBin, "../session-manager"},
+		} {
+			if out, err := exec.Command("go", b...).CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("go %s: %v\n%s", strings.Join(b, " "), err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+}
+
+// proc is a daemon started the way systemd starts it: its socket as fd 3, READY=1 read from
+// NOTIFY_SOCKET.
+type proc struct {
+	t      *testing.T
+	name   string
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	notify chan string
+	exited chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startProc(t *testing.T, name string, sock *os.File, dir string, env []string, bin string, args ...string) *proc {
+	t.Helper()
+	notifyPath := filepath.Join(dir, name+".notify")
+	os.Remove(notifyPath)
+	nconn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifyPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{t: t, name: name, stderr: &syncBuffer{}, notify: make(chan string, 100), exited: make(chan error, 1)}
+	// LISTEN_PID must be the daemon's own PID: sh sets it, then execs (keeping the PID).
+	p.cmd = exec.Command("/bin/sh", append([]string{"-c", `LISTEN_PID=$$ exec "$0" "$@"`, bin}, args...)...)
+	p.cmd.Env = append(os.Environ(), "LISTEN_FDS=1", "LISTEN_FDNAMES="+name, "NOTIFY_SOCKET="+notifyPath)
+	p.cmd.Env = append(p.cmd.Env, env...)
+	p.cmd.ExtraFiles = []*os.File{sock}
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := nconn.Read(buf)
+			if err != nil {
+				return
+			}
+			for _, line := range strings.Split(string(buf[:n]), "\n") {
+				select {
+				case p.notify <- line:
+				default:
+				}
+			}
+		}
+	}()
+	go func() { p.exited <- p.cmd.Wait(); nconn.Close() }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.exited
+		p.exited <- nil
+		if t.Failed() {
+			t.Logf("%s stderr:\n%s", name, p.stderr.String())
+		}
+	})
+	return p
+}
+
+func (p *proc) waitReady() {
+	p.t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case line := <-p.notify:
+			if line == "READY=1" {
+				return
+			}
+		case err := <-p.exited:
+			p.exited <- err
+			p.t.Fatalf("%s exited before READY=1: %v\n%s", p.name, err, p.stderr.String())
+		case <-deadline:
+			p.t.Fatalf("%s: no READY=1 within 20s\n%s", p.name, p.stderr.String())
+		}
+	}
+}
+
+// kill ends the process without warning (a crash, an OOM kill).
+func (p *proc) kill() {
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	err := <-p.exited
+	p.exited <- err
+}
+
+// stop sends SIGTERM and expects a clean exit with STOPPING=1.
+func (p *proc) stop() {
+	p.t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+		if err != nil {
+			p.t.Errorf("%s exited with %v after SIGTERM, want 0", p.name, err)
+		}
+	case <-time.After(30 * time.Second):
+		p.t.Fatalf("%s did not stop within 30s of SIGTERM", p.name)
+	}
+	for {
+		select {
+		case line := <-p.notify:
+			if line == "STOPPING=1" {
+				return
+			}
+		default:
+			p.t.Errorf("%s sent no STOPPING=1", p.name)
+			return
+		}
+	}
+}
+
+// socketFile binds network/addr and returns the listening socket as a file (to pass as fd 3)
+// and its address. The test keeps it open, as systemd keeps a .socket unit's socket.
+func socketFile(t *testing.T, network, addr string) (*os.File, string) {
+	t.Helper()
+	l, err := net.Listen(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f *os.File
+	switch l := l.(type) {
+	case *net.TCPListener:
+		f, err = l.File()
+	case *net.UnixListener:
+		l.SetUnlinkOnClose(false)
+		f, err = l.File()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := l.Addr().String()
+	l.Close() // f holds a duplicate
+	t.Cleanup(func() { f.Close() })
+	return f, a
+}
+
+// hookLog is the webhook receiver: it checks every signature and counts deliveries per event ID.
+type hookLog struct {
+	mu       sync.Mutex
+	byID     map[string]webhook.Payload
+	attempts map[string]int
+	bad      []string
+}
+
+func (h *hookLog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := webhook.Verify(e2eWebhookSecret, r.Header, body, 5*time.Minute, time.Now()); err != nil {
+		h.bad = append(h.bad, err.Error())
+		http.Error(w, "bad signature", http.StatusUnauthorized)
+		return
+	}
+	var p webhook.Payload
+	if err := json.Unmarshal(body, &p); err != nil || p.ID == "" || p.ID != r.Header.Get(webhook.HeaderEventID) {
+		h.bad = append(h.bad, "malformed delivery: "+string(body))
+		return
+	}
+	h.byID[p.ID] = p
+	h.attempts[p.ID]++
+}
+
+// messages returns the texts of the message events received, deduplicated by event ID.
+func (h *hookLog) messages() map[string]int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := map[string]int{}
+	for _, p := range h.byID {
+		if p.Type == "message" {
+			var d struct{ Text string }
+			json.Unmarshal(p.Data, &d)
+			out[d.Text]++
+		}
+	}
+	return out
+}
+
+type client struct {
+	t     *testing.T
+	base  string
+	token string
+}
+
+func (c *client) do(method, path string, body any, out any) (int, string) {
+	c.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = strings.NewReader(string(b))
+	}
+	req, _ := http.NewRequest(method, c.base+path, rd)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil && resp.StatusCode/100 == 2 {
+		if err := json.Unmarshal(b, out); err != nil {
+			c.t.Fatalf("%s %s: %s: %v", method, path, b, err)
+		}
+	}
+	return resp.StatusCode, string(b)
+}
+
+func (c *client) login(user, pw string) *client {
+	c.t.Helper()
+	var s struct{ Token string }
+	if code, body := c.do("POST", "/api/auth/login", map[string]string{"username": user, "password": pw}, &s); code != 200 {
+		c.t.Fatalf("login %s: %d %s", user, code, body)
+	}
+	return &client{t: c.t, base: c.base, token: s.Token}
+}
+
+func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestEndToEnd(t *testing.T) {
+	buildBinaries(t)
+	ctx := context.Background()
+	fake, err := fakewa.New(fakewa.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fake.Close()
+	hooks := &hookLog{byID: map[string]webhook.Payload{}, attempts: map[string]int{}}
+	receiver := httptest.NewServer(hooks)
+	defer receiver.Close()
+
+	dir := t.TempDir()
+	sockDir := filepath.Join(dir, "run")
+	os.MkdirAll(sockDir, 0o755)
+	cfgPath := filepath.Join(dir, "leadmaster.toml")
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`[hub]
+state_dir = %q
+contact_sync_interval = "0s"
+[session_manager]
+state_dir = %q
+socket_dir = %q
+[clientes.51]
+name = "Inmobiliaria"
+webhook_url = %q
+webhook_secret = %q
+[clientes.52]
+name = "Otra"
+`, filepath.Join(dir, "hub"), filepath.Join(dir, "clientes"), sockDir, receiver.URL, e2eWebhookSecret)), 0o644)
+
+	// session-manager@51, socket-activated style; 52 has no session manager running.
+	smSock, _ := socketFile(t, "unix", filepath.Join(sockDir, "51.sock"))
+	sm := startProc(t, "session-manager", smSock, dir, []string{"LEADMASTER_FAKEWA_URL=" + fake.URL()}, smBin, "--cliente", "51", "--config", cfgPath)
+	sm.waitReady()
+
+	// The operator makes the first admin from the command line.
+	cmd := exec.Command(hubBin, "--config", cfgPath, "user", "add", "--username", "admin", "--admin", "--password-stdin")
+	cmd.Stdin = strings.NewReader(e2eAdminPassword + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("user add: %v\n%s", err, out)
+	}
+	hubSock, hubAddr := socketFile(t, "tcp", "127.0.0.1:0")
+	hub := startProc(t, "central-hub", hubSock, dir, nil, hubBin, "--config", cfgPath)
+	hub.waitReady()
+	anon := &client{t: t, base: "http://" + hubAddr}
+
+	// The admin creates a user for cliente 51 (and one for 52).
+	admin := anon.login("admin", e2eAdminPassword)
+	for _, u := range []map[string]string{
+		{"username": "vendedora", "password": e2eMemberPassword, "cliente": "51"},
+		{"username": "otro", "password": e2eOutsiderPasswrd, "cliente": "52"},
+	} {
+		if code, body := admin.do("POST", "/api/users", u, nil); code != 201 {
+			t.Fatalf("create user: %d %s", code, body)
+		}
+	}
+	member := anon.login("vendedora", e2eMemberPassword)
+	outsider := anon.login("otro", e2eOutsiderPasswrd)
+
+	// Tenant isolation and auth failures, against the running daemons.
+	for _, tt := range []struct {
+		c    *client
+		path string
+		want int
+	}{
+		{anon, "/api/whatsapp/51/qr", 401},
+		{outsider, "/api/whatsapp/51/qr", 403},
+		{outsider, "/session-manager/51/status", 403},
+		{outsider, "/api/clientes/51/conversations", 403},
+		{member, "/api/whatsapp/52/status", 403},
+	} {
+		if code, body := tt.c.do("GET", tt.path, nil, nil); code != tt.want {
+			t.Errorf("GET %s: %d %s, want %d", tt.path, code, body, tt.want)
+		}
+	}
+	// Cliente 52 has no session manager: a clear answer at once.
+	start := time.Now()
+	if code, body := outsider.do("GET", "/session-manager/52/status", nil, nil); code != 503 || !strings.Contains(body, "cliente 52") || time.Since(start) > 2*time.Second {
+		t.Errorf("cliente 52 without a session manager: %d %s after %s", code, body, time.Since(start))
+	}
+
+	// The member gets the QR through the hub; the fake phone scans it.
+	var qr string
+	eventually(t, "QR through the hub", 20*time.Second, func() bool {
+		code, body := member.do("GET", "/api/whatsapp/51/qr?format=text", nil, nil)
+		qr = body
+		return code == 200
+	})
+	if err := fake.ScanQR(ctx, qr, linkedPhone); err != nil {
+		t.Fatalf("ScanQR: %v", err)
+	}
+	eventually(t, "connected", 30*time.Second, func() bool {
+		var st struct{ State, Phone string }
+		member.do("GET", "/api/whatsapp/51/status", nil, &st)
+		return st.State == "connected" && st.Phone == "+"+linkedPhone
+	})
+
+	// A lead writes; the message reaches the conversation API and the signed webhook.
+	if _, err := fake.SendText(ctx, leadPhone, linkedPhone, "Hola, ¿sigue disponible el depto?", "Carla"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "message webhook", 20*time.Second, func() bool { return hooks.messages()["Hola, ¿sigue disponible el depto?"] == 1 })
+	var conv struct {
+		Leads []struct {
+			ID       int64
+			Phone    string
+			PushName string `json:"push_name"`
+		}
+	}
+	member.do("GET", "/api/clientes/51/conversations", nil, &conv)
+	if len(conv.Leads) != 1 || conv.Leads[0].Phone != "+"+leadPhone || conv.Leads[0].PushName != "Carla" {
+		t.Fatalf("conversations = %+v, want Carla's", conv)
+	}
+	var msgs struct {
+		Messages []struct{ Text, Direction string }
+	}
+	member.do("GET", fmt.Sprintf("/api/clientes/51/contacts/%d/messages", conv.Leads[0].ID), nil, &msgs)
+	if len(msgs.Messages) != 1 || msgs.Messages[0].Text != "Hola, ¿sigue disponible el depto?" {
+		t.Errorf("messages = %+v", msgs)
+	}
+
+	// Contacts sync from the session manager.
+	var sync struct{ Contacts int }
+	if code, body := member.do("POST", "/api/clientes/51/contacts/sync", nil, &sync); code != 200 || sync.Contacts < 1 {
+		t.Errorf("sync: %d %s", code, body)
+	}
+	var page struct {
+		Total int
+		Leads []struct{ Phone, Source string }
+	}
+	member.do("GET", "/api/clientes/51/contacts?q=carla", nil, &page)
+	if page.Total != 1 || page.Leads[0].Phone != "+"+leadPhone {
+		t.Errorf("contacts?q=carla = %+v", page)
+	}
+	if code, _ := outsider.do("GET", "/api/clientes/52/contacts?q=carla", nil, &page); code != 200 || page.Total != 0 {
+		t.Errorf("cliente 52 sees 51's contacts: %+v", page)
+	}
+
+	// Kill the hub mid-stream, restart it: every event reaches the receiver exactly once.
+	const n = 12
+	sent := make(chan error, 1)
+	go func() {
+		for i := range n {
+			if _, err := fake.SendText(ctx, leadPhone, linkedPhone, fmt.Sprintf("mensaje %02d", i), "Carla"); err != nil {
+				sent <- err
+				return
+			}
+			time.Sleep(150 * time.Millisecond)
+		}
+		sent <- nil
+	}()
+	eventually(t, "some of the burst delivered", 20*time.Second, func() bool { return len(hooks.messages()) >= 4 })
+	hub.kill()
+	time.Sleep(500 * time.Millisecond) // messages keep arriving in the session manager's log
+	hub = startProc(t, "central-hub", hubSock, dir, nil, hubBin, "--config", cfgPath)
+	hub.waitReady()
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "all messages delivered", 30*time.Second, func() bool { return len(hooks.messages()) == n+1 })
+	time.Sleep(500 * time.Millisecond) // let any duplicate show up
+	for text, count := range hooks.messages() {
+		if count != 1 {
+			t.Errorf("message %q delivered as %d distinct events, want 1", text, count)
+		}
+	}
+	// Every event of the session manager's log (state changes, messages) reached the
+	// receiver under exactly one event ID.
+	var smLog struct{ Events []struct{ Seq int64 } }
+	smClient := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", filepath.Join(sockDir, "51.sock"))
+	}}}
+	resp, err := smClient.Get("http://sm/events?after=0&limit=1000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.NewDecoder(resp.Body).Decode(&smLog)
+	resp.Body.Close()
+	eventually(t, "every logged event delivered", 20*time.Second, func() bool {
+		hooks.mu.Lock()
+		defer hooks.mu.Unlock()
+		return len(hooks.byID) >= len(smLog.Events)
+	})
+	hooks.mu.Lock()
+	idsBySeq := map[int64][]string{}
+	for id, p := range hooks.byID {
+		idsBySeq[p.Seq] = append(idsBySeq[p.Seq], id)
+	}
+	for _, e := range smLog.Events {
+		if len(idsBySeq[e.Seq]) != 1 {
+			t.Errorf("event %d reached the receiver under %d event IDs, want 1", e.Seq, len(idsBySeq[e.Seq]))
+		}
+	}
+	if len(hooks.bad) > 0 {
+		t.Errorf("bad deliveries: %v", hooks.bad)
+	}
+	hooks.mu.Unlock()
+	var msgs2 struct{ Messages []struct{ Text string } }
+	member.do("GET", fmt.Sprintf("/api/clientes/51/contacts/%d/messages?limit=100", conv.Leads[0].ID), nil, &msgs2)
+	if len(msgs2.Messages) != n+1 {
+		t.Errorf("conversation holds %d messages after the crash, want %d", len(msgs2.Messages), n+1)
+	}
+	hub.stop()
+	sm.stop()
+}
