@@ -274,7 +274,10 @@ func (m *Manager) Run(ctx context.Context, wa WhatsApp) {
 	for ctx.Err() == nil {
 		if !wa.Connected() {
 			m.setState(StateConnecting, "")
-			if err := wa.Connect(ctx); err != nil {
+			if err := m.connect(ctx, wa); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
 				m.setState(StateDisconnected, "connect: "+err.Error())
 				attempt++
 				if !m.sleep(ctx, m.backoff(attempt)) {
@@ -309,6 +312,21 @@ func (m *Manager) Run(ctx context.Context, wa WhatsApp) {
 					return
 				}
 			}
+		}
+	}
+}
+
+// connect dials WhatsApp while still answering health pings: a dial can take long, and
+// the watchdog must not kill a process that is only waiting on the network.
+func (m *Manager) connect(ctx context.Context, wa WhatsApp) error {
+	done := make(chan error, 1)
+	go func() { done <- wa.Connect(ctx) }()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case reply := <-m.pings:
+			close(reply)
 		}
 	}
 }
