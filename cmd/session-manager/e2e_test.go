@@ -292,6 +292,15 @@ func TestLinkSendReceiveRestartLogout(t *testing.T) {
 		t.Fatalf("QR text %q has %d parts, want ref,noise,identity,adv", code, n)
 	}
 	d.waitNotify("STATUS=waiting for QR scan", 5*time.Second)
+	// Health checks (the watchdog's, the hub's) leave the QR alone.
+	for i := 0; i < 3; i++ {
+		if st, b, _ := d.do("GET", "/health", nil); st != 200 {
+			t.Fatalf("/health while showing a QR = %d %s", st, b)
+		}
+	}
+	if st, b, _ := d.do("GET", "/qr?format=text", nil); st != 200 || string(b) != code {
+		t.Fatalf("after /health the QR is %d %q, want 200 and the same code", st, b)
+	}
 	st, b, h := d.do("GET", "/qr", nil)
 	if st != 200 || h.Get("Content-Type") != "image/png" {
 		t.Fatalf("GET /qr = %d %s", st, h.Get("Content-Type"))

@@ -271,8 +271,11 @@ func (m *Manager) Run(ctx context.Context, wa WhatsApp) {
 	m.mu.Unlock()
 	defer wa.Disconnect()
 	attempt := 0
+	// needConnect is explicit: a socket that shows QR codes is connected but not logged in,
+	// so "not logged in" must not mean "dial again".
+	needConnect := true
 	for ctx.Err() == nil {
-		if !wa.Connected() {
+		if needConnect {
 			m.setState(StateConnecting, "")
 			if err := m.connect(ctx, wa); err != nil {
 				if ctx.Err() != nil {
@@ -285,6 +288,7 @@ func (m *Manager) Run(ctx context.Context, wa WhatsApp) {
 				}
 				continue
 			}
+			needConnect = false
 		}
 		select {
 		case <-ctx.Done():
@@ -298,12 +302,14 @@ func (m *Manager) Run(ctx context.Context, wa WhatsApp) {
 			case "qr_exhausted":
 				// Fresh codes come with a fresh connection.
 				wa.Disconnect()
+				needConnect = true
 			case "logged_out", "logout":
 				wa.Disconnect()
 				if err := wa.Reset(); err != nil {
 					m.log.Error("reset device after logout", "err", err)
 				}
 				attempt = 0
+				needConnect = true
 			case "disconnected":
 				wa.Disconnect()
 				attempt++
@@ -311,6 +317,7 @@ func (m *Manager) Run(ctx context.Context, wa WhatsApp) {
 				if !m.sleep(ctx, m.backoff(attempt)) {
 					return
 				}
+				needConnect = true
 			}
 		}
 	}

@@ -298,3 +298,93 @@ func TestEventsQueryErrors(t *testing.T) {
 		}
 	}
 }
+
+// connectCounter wraps fakeWA to count and signal Connect calls.
+type connectCounter struct {
+	*fakeWA
+	calls chan struct{}
+	err   error
+}
+
+func (c *connectCounter) Connect(context.Context) error {
+	c.calls <- struct{}{}
+	return c.err
+}
+
+func TestReconnectAndLogout(t *testing.T) {
+	m, wa, events := newTestManager(t, storetest.DSNs(t)["sqlite"])
+	wa.connected = false
+	cc := &connectCounter{fakeWA: wa, calls: make(chan struct{}, 10)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { m.Run(ctx, cc); close(done) }()
+	waitCall := func(what string) {
+		t.Helper()
+		select {
+		case <-cc.calls:
+			t.Logf("Connect call %s at state %s", what, m.Status().State)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no Connect call %s", what)
+		}
+	}
+	waitCall("at start")
+	wa.mu.Lock()
+	wa.connected = true
+	wa.mu.Unlock()
+	m.HandleEvent(whatsapp.Event{Type: whatsapp.EventConnected})
+	if st := m.Status(); st.State != StateConnected || st.Phone != "+5491155550000" {
+		t.Fatalf("after Connected: %+v", st)
+	}
+	// Let the loop take the "connected" kick and come back to waiting.
+	for len(m.kick) > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := m.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The connection drops: disconnected, then a reconnect after the backoff (about 1 s).
+	wa.mu.Lock()
+	wa.connected = false
+	wa.mu.Unlock()
+	start := time.Now()
+	m.HandleEvent(whatsapp.Event{Type: whatsapp.EventDisconnected})
+	if st := m.Status(); st.State != StateDisconnected {
+		t.Errorf("after Disconnected: state %s", st.State)
+	}
+	waitCall("after the drop")
+	if d := time.Since(start); d < 700*time.Millisecond {
+		t.Errorf("reconnected after %v, want a backoff of about 1s", d)
+	}
+	// The health check answers while the loop is waiting.
+	hctx, hcancel := context.WithTimeout(ctx, time.Second)
+	if err := m.Check(hctx); err != nil {
+		t.Errorf("Check() = %v", err)
+	}
+	hcancel()
+	// Logged out from the phone: the device is reset and a new connection asks for a QR.
+	m.HandleEvent(whatsapp.Event{Type: whatsapp.EventLoggedOut, Err: "device removed"})
+	waitCall("after the logout")
+	if wa.Linked() {
+		t.Error("device still linked after LoggedOut; want Reset")
+	}
+	m.HandleEvent(whatsapp.Event{Type: whatsapp.EventQR, QR: "2@abc,def,ghi,jkl", QRExpires: time.Now().Add(time.Minute)})
+	if code, _, err := m.QR(); err != nil || code != "2@abc,def,ghi,jkl" {
+		t.Errorf("QR() = %q, %v", code, err)
+	}
+	cancel()
+	<-done
+	evs, _ := events.Read(context.Background(), 0, 100, 0)
+	var states []string
+	for _, e := range evs {
+		if e.Type == "state" {
+			var d struct{ State string }
+			json.Unmarshal(e.Data, &d)
+			states = append(states, d.State)
+		}
+	}
+	want := "connected disconnected connecting logged_out connecting qr"
+	if got := strings.Join(states, " "); got != want {
+		t.Errorf("state events = %q, want %q", got, want)
+	}
+}
