@@ -490,3 +490,32 @@ func TestLinkWithPhoneCode(t *testing.T) {
 		t.Errorf("linked as %q, want +%s", linked.Phone, linkedPhone)
 	}
 }
+
+func TestReloadOnSIGHUP(t *testing.T) {
+	fake := newFake(t)
+	dir := t.TempDir()
+	d := startDaemon(t, dir, fake.URL())
+	d.waitNotify("READY=1", 10*time.Second)
+	d.qrText()
+	// A bad edit is reported and the running configuration kept.
+	cfg := filepath.Join(dir, "leadmaster.toml")
+	good, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, append(good, []byte("[log]\nlevel = \"loud\"\n")...), 0o644)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	d.waitNotify("RELOADING=1", 5*time.Second)
+	d.waitNotify("READY=1", 5*time.Second)
+	if st, _, _ := d.do("GET", "/health", nil); st != 200 {
+		t.Fatalf("/health after a bad reload = %d", st)
+	}
+	if !strings.Contains(d.stderr.String(), "key log.level") {
+		t.Errorf("a bad reload must name the key; stderr:\n%s", d.stderr.String())
+	}
+	// A good edit takes effect: debug logging appears.
+	os.WriteFile(cfg, append(good, []byte("[log]\nlevel = \"debug\"\n")...), 0o644)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	d.waitNotify("RELOADING=1", 5*time.Second)
+	d.waitNotify("READY=1", 5*time.Second)
+	if st, _, _ := d.do("GET", "/qr?format=text", nil); st != 200 {
+		t.Errorf("QR after reload = %d, want 200 (the session keeps running)", st)
+	}
+}
