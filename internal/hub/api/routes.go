@@ -1,6 +1,10 @@
 package api
 
-import "net/http"
+import (
+	"net/http"
+
+	"github.com/leadmaster/leadmaster/internal/hub/sender"
+)
 
 // access says who may call a route.
 type access int
@@ -61,6 +65,22 @@ func (s *Server) routes() []route {
 		{"DELETE", "/api/clientes/{id}/webhook", cliente, 0, s.handleWebhookDelete},
 		{"GET", "/api/clientes/{id}/webhook/deliveries", cliente, 0, s.handleWebhookDeliveriesList},
 		{"POST", "/api/clientes/{id}/webhook/deliveries/{eid}/retry", cliente, 0, s.handleWebhookDeliveryRetry},
+
+		// Sending (package sender): the outbox, campaigns and the cliente's pace.
+		{"GET", "/api/clientes/{id}/messages", cliente, 0, s.Sender.HandleMessagesList},
+		{"POST", "/api/clientes/{id}/messages", cliente, 0, s.Sender.HandleMessageCreate},
+		{"GET", "/api/clientes/{id}/messages/{mid}", cliente, 0, s.Sender.HandleMessageGet},
+		{"GET", "/api/clientes/{id}/campaigns", cliente, 0, s.Sender.HandleCampaignsList},
+		{"POST", "/api/clientes/{id}/campaigns", cliente, sender.CampaignBodyLimit, s.Sender.HandleCampaignCreate},
+		{"GET", "/api/clientes/{id}/campaigns/{cid}", cliente, 0, s.Sender.HandleCampaignGet},
+		{"GET", "/api/clientes/{id}/campaigns/{cid}/preview", cliente, 0, s.Sender.HandleCampaignPreview},
+		{"POST", "/api/clientes/{id}/campaigns/{cid}/start", cliente, 0, s.Sender.HandleCampaignStart},
+		{"POST", "/api/clientes/{id}/campaigns/{cid}/pause", cliente, 0, s.Sender.HandleCampaignPause},
+		{"POST", "/api/clientes/{id}/campaigns/{cid}/resume", cliente, 0, s.Sender.HandleCampaignResume},
+		{"POST", "/api/clientes/{id}/campaigns/{cid}/cancel", cliente, 0, s.Sender.HandleCampaignCancel},
+		{"GET", "/api/clientes/{id}/sending", cliente, 0, s.Sender.HandleSendingGet},
+		{"POST", "/api/clientes/{id}/sending/pause", cliente, 0, s.Sender.HandleSendingPause},
+		{"POST", "/api/clientes/{id}/sending/resume", cliente, 0, s.Sender.HandleSendingResume},
 
 		{"GET", "/api/whatsapp/{id}/qr", cliente, 0, s.handleWhatsAppQRGet},
 		{"GET", "/api/whatsapp/{id}/status", cliente, 0, s.handleWhatsAppStatusGet},

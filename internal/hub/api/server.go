@@ -14,6 +14,7 @@ import (
 	"github.com/leadmaster/leadmaster/internal/hub/contacts"
 	"github.com/leadmaster/leadmaster/internal/hub/events"
 	"github.com/leadmaster/leadmaster/internal/hub/proxy"
+	"github.com/leadmaster/leadmaster/internal/hub/sender"
 	"github.com/leadmaster/leadmaster/internal/hub/webhook"
 )
 
@@ -27,6 +28,8 @@ type Deps struct {
 	Contacts *contacts.Service
 	Events   *events.Store
 	Webhooks *webhook.Service
+	// Sender is the outbox and campaigns (nil: the sending routes answer 503).
+	Sender *sender.Service
 	// Health is the real health check (database, loops); /health caches its answer briefly.
 	Health func(context.Context) error
 	// UI serves the web UI at / (nil: a short JSON note until the UI lands).
