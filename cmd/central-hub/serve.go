@@ -22,6 +22,7 @@ import (
 	"github.com/leadmaster/leadmaster/internal/hub/contacts"
 	"github.com/leadmaster/leadmaster/internal/hub/events"
 	"github.com/leadmaster/leadmaster/internal/hub/proxy"
+	"github.com/leadmaster/leadmaster/internal/hub/sender"
 	"github.com/leadmaster/leadmaster/internal/hub/webhook"
 	"github.com/leadmaster/leadmaster/internal/logging"
 	"github.com/leadmaster/leadmaster/internal/sd"
@@ -50,6 +51,7 @@ func openDB(ctx context.Context, cfg *config.Config, getenv func(string) string)
 		{contacts.Component, contacts.Migrations},
 		{events.Component, events.Migrations},
 		{webhook.Component, webhook.Migrations},
+		{sender.Component, sender.Migrations},
 	} {
 		if err := db.Migrate(ctx, m.component, m.ms); err != nil {
 			db.Close()
@@ -110,6 +112,8 @@ func (a *app) serve(ctx context.Context, cfgPath, listen string, cfg *config.Con
 	authSvc := auth.New(db, auth.Options{TTL: func() time.Duration { return current.Load().Hub.SessionTTL.Duration }})
 	hooks := webhook.New(db, current.Load, log)
 	evStore := events.NewStore(db, hooks)
+	outbox := sender.New(sender.Options{DB: db, Config: current.Load, Gateway: sender.PoolGateway(pool), Log: log})
+	evStore.AddSink(outbox)
 	consumer := events.NewConsumer(evStore, eventSource{pool}, log)
 	consumer.OnStored = func(string, []events.Stored) { hooks.Wake() }
 	people := contacts.New(db, contactFetcher(pool), log)
@@ -128,7 +132,7 @@ func (a *app) serve(ctx context.Context, cfgPath, listen string, cfg *config.Con
 	}
 
 	srv := api.New(api.Deps{
-		Log: log, Config: current.Load, Auth: authSvc, Pool: pool, Contacts: people, Events: evStore, Webhooks: hooks,
+		Log: log, Config: current.Load, Auth: authSvc, Pool: pool, Contacts: people, Events: evStore, Webhooks: hooks, Sender: outbox,
 		Health: health,
 		Metrics: func(m *api.MetricsWriter) {
 			m.Sample("leadmaster_hub_events_stored_total", "counter", "Session-manager events stored since start.", float64(consumer.Consumed()))
@@ -172,6 +176,7 @@ func (a *app) serve(ctx context.Context, cfgPath, listen string, cfg *config.Con
 	var loops sync.WaitGroup
 	consumer.Reconcile(loopsCtx, cfg.ClienteIDs())
 	loops.Go(func() { hooks.Run(loopsCtx, hookBeat.mark) })
+	loops.Go(func() { outbox.Run(loopsCtx) })
 	loops.Go(func() {
 		people.RunSync(loopsCtx, func() []string { return current.Load().ClienteIDs() },
 			func() time.Duration { return current.Load().Hub.ContactSyncInterval.Duration }, 30*time.Second, syncBeat.mark)
@@ -188,6 +193,9 @@ func (a *app) serve(ctx context.Context, cfgPath, listen string, cfg *config.Con
 		line := fmt.Sprintf("serving on %s; %d clientes, %d event streams followed", addrList(addrs), len(current.Load().Clientes), following)
 		if counts, err := hooks.Counts(context.Background()); err == nil && counts[webhook.StatePending]+counts[webhook.StateDead] > 0 {
 			line += fmt.Sprintf("; webhooks: %d queued, %d dead", counts[webhook.StatePending], counts[webhook.StateDead])
+		}
+		if n, err := outbox.Queued(context.Background()); err == nil && n > 0 {
+			line += fmt.Sprintf("; outbox: %d queued", n)
 		}
 		return line
 	}

@@ -235,3 +235,11 @@ func counts(ctx context.Context, q hub.Querier, cond string, args ...any) (map[s
 	}
 	return out, rows.Err()
 }
+
+// Queued returns how many messages wait in every cliente's outbox (queued or being sent),
+// for the service's status line.
+func (s *Service) Queued(ctx context.Context) (int, error) {
+	var n int
+	err := s.db.QueryRow(ctx, `SELECT COUNT(*) FROM sender_messages WHERE state IN ('queued', 'sending')`).Scan(&n)
+	return n, err
+}
