@@ -22,7 +22,7 @@ test: ## Run every test: unit and integration (SQLite and a throw-away PostgreSQ
 unit: ## Run the Go tests only (no PostgreSQL, no systemd)
 	$(GO) test -count=1 ./...
 
-e2e: deb ## Boot a real systemd in a container, apt install the .deb, drive the units
+e2e: ## Boot a real systemd in a container, apt install the .deb (built by the script), drive the units (root)
 	./packaging/e2e/run
 
 run: ## Run LeadMaster by hand on SQLite under ./var (hub on :3012)
