@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"image/png"
@@ -18,7 +19,10 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/jackc/pgx/v5/stdlib"
+
 	"github.com/leadmaster/leadmaster/internal/fakewa"
+	"github.com/leadmaster/leadmaster/internal/store/storetest"
 )
 
 // The end-to-end tests run the real session-manager binary, built with -tags fakewa, with
@@ -517,5 +521,44 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	d.waitNotify("READY=1", 5*time.Second)
 	if st, _, _ := d.do("GET", "/qr?format=text", nil); st != 200 {
 		t.Errorf("QR after reload = %d, want 200 (the session keeps running)", st)
+	}
+}
+
+// TestPostgresStore runs a session on PostgreSQL: device store, ledger and event log in the
+// cliente's own schema, a link that survives a restart.
+func TestPostgresStore(t *testing.T) {
+	dsn := storetest.PostgresDSN(t)
+	if dsn == "" {
+		t.Skip("no PostgreSQL: set " + storetest.EnvPostgres + " (make test does)")
+	}
+	fake := newFake(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "leadmaster.toml"), []byte(fmt.Sprintf("[session_manager]\ndatabase = %q\nstate_dir = %q\n", dsn, filepath.Join(dir, "state"))), 0o644)
+	d := startDaemon(t, dir, fake.URL())
+	if err := fake.ScanQR(t.Context(), d.qrText(), linkedPhone); err != nil {
+		t.Fatal(err)
+	}
+	d.waitState("connected", 20*time.Second)
+	if st, b, _ := d.do("POST", "/messages", map[string]string{"to": "+" + leadPhone, "text": "hola desde PostgreSQL", "id": "PGMSG0001"}); st != 200 {
+		t.Fatalf("POST /messages = %d %s", st, b)
+	}
+	d.stop()
+	d = startDaemon(t, dir, fake.URL())
+	d.waitState("connected", 20*time.Second)
+	st, b, _ := d.do("POST", "/messages", map[string]string{"to": "+" + leadPhone, "text": "hola desde PostgreSQL", "id": "PGMSG0001"})
+	if st != 200 || !strings.Contains(string(b), `"duplicate":true`) {
+		t.Errorf("repeated id after restart = %d %s, want a duplicate from the ledger", st, b)
+	}
+	if n := fake.Arrivals("PGMSG0001"); n != 1 {
+		t.Errorf("arrivals = %d, want 1", n)
+	}
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM cliente_51.whatsmeow_device`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("cliente_51.whatsmeow_device rows = %d, %v; want the device in the cliente's schema", n, err)
 	}
 }
