@@ -19,10 +19,10 @@ import (
 // connections wait in its backlog for the next process), then waits until every accepted
 // connection has been answered, and only then calls Shutdown to close the idle ones.
 type Drainer struct {
-	srv      *http.Server
-	mu       sync.Mutex
-	busy     map[net.Conn]bool // accepted and not idle: a request is coming or being served
-	lns      []*drainListener
+	srv  *http.Server
+	mu   sync.Mutex
+	busy map[net.Conn]bool // accepted and not idle: a request is coming or being served
+	lns  []*drainListener
 }
 
 // NewDrainer returns a Drainer for srv. It chains srv.ConnState, so call it after setting
