@@ -15,8 +15,18 @@ func (s *Server) handleHealthGet(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unhealthy", "error": err.Error()})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Content-Length"] = healthyLength
+	w.Write(healthyBody)
 }
+
+// The healthy answer is the hub's most frequent; it is written from ready-made bytes.
+var (
+	healthyBody     = []byte("{\"status\":\"ok\"}\n")
+	healthyLength   = []string{"16"}
+	jsonContentType = []string{"application/json"}
+)
 
 type loginRequest struct {
 	Username string `json:"username"`

@@ -72,9 +72,28 @@ type target struct {
 	base     *url.URL
 	token    string
 	tokenErr error
-	tr       *http.Transport
+	tr       roundTripper
 	rp       *httputil.ReverseProxy
 }
+
+type roundTripper interface {
+	http.RoundTripper
+	CloseIdleConnections()
+}
+
+// bufferPool lends the reverse proxy its copy buffers (it would allocate 32 KiB per answer).
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+
+var buffers = &bufferPool{}
 
 // New returns an empty Pool; call Configure.
 func New(log *slog.Logger, opt Options) *Pool {
@@ -116,33 +135,33 @@ func (p *Pool) Configure(cfg *config.Config, getenv func(string) string) {
 func (p *Pool) newTarget(id string, cl config.Cliente, socket string, getenv func(string) string) *target {
 	t := &target{id: id}
 	dialer := &net.Dialer{Timeout: p.opt.DialTimeout, KeepAlive: 30 * time.Second}
-	t.tr = &http.Transport{
-		MaxIdleConns:          512,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		DisableCompression:    true,
-		ForceAttemptHTTP2:     false,
-	}
 	if cl.Address == "" {
 		t.unix = true
 		t.where = "socket " + socket
 		t.key = "unix:" + socket
 		t.base = &url.URL{Scheme: "http", Host: "session-manager-" + id}
-		t.tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+		t.tr = &connTransport{maxIdle: 256, dial: func(ctx context.Context) (net.Conn, error) {
 			return dialer.DialContext(ctx, "unix", socket)
-		}
+		}}
 	} else {
 		u, _ := url.Parse(strings.TrimSuffix(cl.Address, "/")) // validated by config
 		t.base = u
 		t.where = u.Redacted()
 		t.key = "remote:" + cl.Address
-		t.tr.DialContext = dialer.DialContext
-		t.tr.TLSHandshakeTimeout = p.opt.DialTimeout * 2
+		t.tr = &http.Transport{
+			DialContext:           dialer.DialContext,
+			TLSHandshakeTimeout:   p.opt.DialTimeout * 2,
+			MaxIdleConns:          512,
+			MaxIdleConnsPerHost:   256,
+			IdleConnTimeout:       90 * time.Second,
+			ExpectContinueTimeout: time.Second,
+			DisableCompression:    true,
+		}
 		t.token, t.tokenErr = readToken(cl.TokenFile, getenv)
 	}
 	t.rp = &httputil.ReverseProxy{
-		Transport: t.tr,
+		Transport:  t.tr,
+		BufferPool: buffers,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = t.base.Scheme
 			pr.Out.URL.Host = t.base.Host
@@ -373,9 +392,21 @@ func (p *Pool) Forward(w http.ResponseWriter, r *http.Request, id, path string, 
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
-	out := r.Clone(ctx)
-	out.URL.Path = path
-	out.URL.RawPath = ""
+	out := r.WithContext(ctx) // the reverse proxy clones it again; a shallow copy is enough here
+	u := *r.URL
+	u.Path, u.RawPath = path, ""
+	out.URL = &u
+	if r.Body != nil && r.Body != http.NoBody {
+		// Request bodies are small (the API limits them); holding one lets the transport send
+		// it again when a kept-alive connection turns out to be closed.
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			onError(w, r, err)
+			return
+		}
+		out.Body, out.ContentLength = io.NopCloser(bytes.NewReader(b)), int64(len(b))
+		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+	}
 	rp := *t.rp
 	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
 		var mbe *http.MaxBytesError
