@@ -24,6 +24,7 @@ import (
 	"github.com/leadmaster/leadmaster/internal/hub/events"
 	"github.com/leadmaster/leadmaster/internal/hub/proxy"
 	"github.com/leadmaster/leadmaster/internal/hub/sender"
+	"github.com/leadmaster/leadmaster/internal/hub/web"
 	"github.com/leadmaster/leadmaster/internal/hub/webhook"
 	"github.com/leadmaster/leadmaster/internal/logging"
 	"github.com/leadmaster/leadmaster/internal/sd"
@@ -141,6 +142,7 @@ func (a *app) serve(ctx context.Context, cfgPath, listen string, cfg *config.Con
 	srv := api.New(api.Deps{
 		Log: log, Config: current.Load, Auth: authSvc, Pool: pool, Contacts: people, Events: evStore, Webhooks: hooks, Sender: outbox,
 		Health: health,
+		UI:     web.New(web.Deps{Log: log, Config: current.Load, Auth: authSvc, Sessions: pool, Contacts: people, Events: evStore, Sender: outbox}),
 		Metrics: func(m *api.MetricsWriter) {
 			m.Sample("leadmaster_hub_events_stored_total", "counter", "Session-manager events stored since start.", float64(consumer.Consumed()))
 			ok, failed := hooks.Sent()
