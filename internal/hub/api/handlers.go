@@ -15,6 +15,10 @@ func (s *Server) handleHealthGet(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unhealthy", "error": err.Error()})
 		return
 	}
+	writeHealthy(w)
+}
+
+func writeHealthy(w http.ResponseWriter) {
 	h := w.Header()
 	h["Content-Type"] = jsonContentType
 	h["Content-Length"] = healthyLength

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/leadmaster/leadmaster/internal/config"
@@ -46,10 +47,9 @@ type Server struct {
 	mux     *http.ServeMux
 	stats   stats
 
-	healthMu  sync.Mutex
-	healthAt  time.Time
-	healthErr error
-	healthTTL time.Duration
+	healthMu   sync.Mutex
+	healthLast atomic.Pointer[healthResult]
+	healthTTL  time.Duration
 	// statusWait bounds a status probe; proxyTimeout and slowTimeout bound proxied requests.
 	statusWait, proxyTimeout, slowTimeout time.Duration
 }
@@ -66,8 +66,16 @@ func New(d Deps) *Server {
 	return s
 }
 
-// ServeHTTP makes Server an http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+// ServeHTTP makes Server an http.Handler. A healthy GET /health, polled by monitors and load
+// balancers, is answered before the router and middleware (it needs neither).
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/health" && r.Method == http.MethodGet && s.health(r.Context()) == nil {
+		writeHealthy(w)
+		s.stats.byClass[2].Add(1)
+		return
+	}
+	s.handler.ServeHTTP(w, r)
+}
 
 // HTTPServer returns an *http.Server with the hub's timeouts around s. WriteTimeout is left
 // unset because the proxied /events long-poll and CSV imports take their own bounded time.
@@ -82,11 +90,26 @@ func (s *Server) HTTPServer() *http.Server {
 	}
 }
 
+type healthResult struct {
+	at  time.Time
+	err error
+}
+
+// health runs the health check at most once per healthTTL; callers meanwhile get the last
+// result without waiting.
 func (s *Server) health(ctx context.Context) error {
-	s.healthMu.Lock()
+	if last := s.healthLast.Load(); last != nil && time.Since(last.at) < s.healthTTL {
+		return last.err
+	}
+	if !s.healthMu.TryLock() {
+		if last := s.healthLast.Load(); last != nil {
+			return last.err // another request is refreshing it
+		}
+		s.healthMu.Lock()
+	}
 	defer s.healthMu.Unlock()
-	if time.Since(s.healthAt) < s.healthTTL {
-		return s.healthErr
+	if last := s.healthLast.Load(); last != nil && time.Since(last.at) < s.healthTTL {
+		return last.err
 	}
 	var err error
 	if s.Health != nil {
@@ -94,6 +117,6 @@ func (s *Server) health(ctx context.Context) error {
 		err = s.Health(ctx)
 		cancel()
 	}
-	s.healthAt, s.healthErr = time.Now(), err
+	s.healthLast.Store(&healthResult{at: time.Now(), err: err})
 	return err
 }
