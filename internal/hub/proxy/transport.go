@@ -27,9 +27,13 @@ type connTransport struct {
 
 type pconn struct {
 	net.Conn
-	br *bufio.Reader
-	bw *bufio.Writer
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	idle time.Time // when it was put back
 }
+
+// maxIdleTime drops pooled connections the session manager has probably closed already.
+const maxIdleTime = 50 * time.Second
 
 var errRetry = errors.New("idle connection closed by the session manager")
 
@@ -62,11 +66,21 @@ func (t *connTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 func (t *connTransport) get(ctx context.Context) (*pconn, bool, error) {
 	t.mu.Lock()
-	if n := len(t.idle); n > 0 {
+	for n := len(t.idle); n > 0; n = len(t.idle) {
 		pc := t.idle[n-1]
 		t.idle = t.idle[:n-1]
+		if time.Since(pc.idle) < maxIdleTime {
+			t.mu.Unlock()
+			return pc, true, nil
+		}
+		// The most recently used is taken first, so everything below is older still.
+		stale := append([]*pconn{pc}, t.idle...)
+		t.idle = t.idle[:0]
 		t.mu.Unlock()
-		return pc, true, nil
+		for _, c := range stale {
+			c.Close()
+		}
+		t.mu.Lock()
 	}
 	t.mu.Unlock()
 	c, err := t.dial(ctx)
@@ -78,6 +92,7 @@ func (t *connTransport) get(ctx context.Context) (*pconn, bool, error) {
 
 func (t *connTransport) put(pc *pconn) {
 	pc.SetDeadline(time.Time{})
+	pc.idle = time.Now()
 	t.mu.Lock()
 	if len(t.idle) < t.maxIdle {
 		t.idle = append(t.idle, pc)
