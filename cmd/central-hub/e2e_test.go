@@ -19,6 +19,7 @@ import (
 
 	"github.com/leadmaster/leadmaster/internal/fakewa"
 	"github.com/leadmaster/leadmaster/internal/hub/webhook"
+	"github.com/leadmaster/leadmaster/internal/store/storetest"
 )
 
 // The end-to-end test runs the real binaries: central-hub, and session-manager built with
@@ -309,6 +310,15 @@ func eventually(t *testing.T, what string, timeout time.Duration, cond func() bo
 
 func TestEndToEnd(t *testing.T) {
 	buildBinaries(t)
+	for name, dsn := range storetest.DSNs(t) {
+		if name == "sqlite" {
+			dsn = "" // the default: hub.db in the state directory
+		}
+		t.Run(name, func(t *testing.T) { testEndToEnd(t, dsn) })
+	}
+}
+
+func testEndToEnd(t *testing.T, database string) {
 	ctx := context.Background()
 	fake, err := fakewa.New(fakewa.Options{})
 	if err != nil {
@@ -325,6 +335,7 @@ func TestEndToEnd(t *testing.T) {
 	cfgPath := filepath.Join(dir, "leadmaster.toml")
 	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`[hub]
 state_dir = %q
+database = %q
 contact_sync_interval = "0s"
 [session_manager]
 state_dir = %q
@@ -335,7 +346,7 @@ webhook_url = %q
 webhook_secret = %q
 [clientes.52]
 name = "Otra"
-`, filepath.Join(dir, "hub"), filepath.Join(dir, "clientes"), sockDir, receiver.URL, e2eWebhookSecret)), 0o644)
+`, filepath.Join(dir, "hub"), database, filepath.Join(dir, "clientes"), sockDir, receiver.URL, e2eWebhookSecret)), 0o644)
 
 	// session-manager@51, socket-activated style; 52 has no session manager running.
 	smSock, _ := socketFile(t, "unix", filepath.Join(sockDir, "51.sock"))
