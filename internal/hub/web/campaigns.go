@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/leadmaster/leadmaster/internal/hub"
 	"github.com/leadmaster/leadmaster/internal/hub/contacts"
@@ -297,14 +298,14 @@ type campaignState struct {
 	Finish   string       `json:"finish,omitempty"`
 }
 
-func stateOf(lang string, v campaignView) campaignState {
+func stateOf(lang string, loc *time.Location, v campaignView) campaignState {
 	st := campaignState{ID: v.ID, State: v.State, Label: v.Label, Class: v.Class, Total: v.Total, Done: v.Done, Pct: v.Pct,
 		Counts: v.Counts, Actions: v.Actions, Progress: translate(lang, "campaign.progress", v.Done, v.Total, v.Pct)}
 	if st.Actions == nil {
 		st.Actions = []string{}
 	}
 	if v.EstimatedFinish != nil && v.Pct < 100 {
-		st.Finish = translate(lang, "campaign.finish", formatTime(lang, v.EstimatedFinish))
+		st.Finish = translate(lang, "campaign.finish", formatTime(lang, loc, v.EstimatedFinish))
 	}
 	return st
 }
@@ -318,7 +319,7 @@ func (s *Server) handleCampaignsState(w http.ResponseWriter, r *http.Request) {
 	lang := s.lang(r)
 	out := []campaignState{}
 	for _, c := range list {
-		out = append(out, stateOf(lang, viewCampaign(lang, c)))
+		out = append(out, stateOf(lang, s.location(r.PathValue("id")), viewCampaign(lang, c)))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"campaigns": out})
 }
@@ -354,7 +355,7 @@ func (s *Server) handleCampaignGet(w http.ResponseWriter, r *http.Request) {
 	v := s.newView(w, r, "campaign.title", "clientes")
 	v.Tab = "campaigns"
 	cv := viewCampaign(v.Lang, c)
-	v.D = campaignData{C: cv, S: stateOf(v.Lang, cv), Preview: prev}
+	v.D = campaignData{C: cv, S: stateOf(v.Lang, s.location(r.PathValue("id")), cv), Preview: prev}
 	s.render(w, r, http.StatusOK, "campaign", v)
 }
 
@@ -369,7 +370,7 @@ func (s *Server) handleCampaignState(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	lang := s.lang(r)
-	writeJSON(w, http.StatusOK, stateOf(lang, viewCampaign(lang, c)))
+	writeJSON(w, http.StatusOK, stateOf(lang, s.location(r.PathValue("id")), viewCampaign(lang, c)))
 }
 
 func (s *Server) handleCampaignAct(w http.ResponseWriter, r *http.Request) {

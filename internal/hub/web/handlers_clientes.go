@@ -28,14 +28,19 @@ type clienteRow struct {
 	Detail string `json:"detail,omitempty"`
 }
 
-func (s *Server) clienteRows(ctx context.Context, lang string, ids []string) []clienteRow {
+// clienteRows returns the rows of ids. Only an admin gets the technical detail of a failure
+// (socket paths and the like); a member sees the state.
+func (s *Server) clienteRows(ctx context.Context, lang string, admin bool, ids []string) []clienteRow {
 	cfg := s.Config()
 	sts := s.Sessions.StatusAll(ctx, ids, s.timeout)
 	rows := make([]clienteRow, len(ids))
 	for i, id := range ids {
 		st := sts[i]
 		rows[i] = clienteRow{ID: id, Name: cfg.Clientes[id].Name, State: st.State, Label: stateLabel(lang, st.State),
-			Class: stateClass(st.State), Phone: formatPhone(st.Phone), Queue: -1, Detail: firstNonEmpty(st.Error, st.LastError)}
+			Class: stateClass(st.State), Phone: formatPhone(st.Phone), Queue: -1}
+		if admin {
+			rows[i].Detail = firstNonEmpty(st.Error, st.LastError)
+		}
 		if st.Error != "" && s.Events != nil {
 			// The session manager is unreachable: the last state its events reported still
 			// tells which number the cliente had linked.
@@ -64,13 +69,13 @@ func firstNonEmpty(ss ...string) string {
 func (s *Server) handleClientesList(w http.ResponseWriter, r *http.Request) {
 	v := s.newView(w, r, "clientes.title", "clientes")
 	ids := s.accessible(hub.PrincipalFrom(r.Context()))
-	v.D = struct{ Rows []clienteRow }{s.clienteRows(r.Context(), v.Lang, ids)}
+	v.D = struct{ Rows []clienteRow }{s.clienteRows(r.Context(), v.Lang, v.User.IsAdmin(), ids)}
 	s.render(w, r, http.StatusOK, "clientes", v)
 }
 
 func (s *Server) handleClientesState(w http.ResponseWriter, r *http.Request) {
-	ids := s.accessible(hub.PrincipalFrom(r.Context()))
-	writeJSON(w, http.StatusOK, map[string]any{"clientes": s.clienteRows(r.Context(), s.lang(r), ids)})
+	p := hub.PrincipalFrom(r.Context())
+	writeJSON(w, http.StatusOK, map[string]any{"clientes": s.clienteRows(r.Context(), s.lang(r), p.IsAdmin(), s.accessible(p))})
 }
 
 func (s *Server) handleClienteGet(w http.ResponseWriter, r *http.Request) {
@@ -95,10 +100,15 @@ type linkState struct {
 	Error string `json:"error,omitempty"`
 }
 
-func (s *Server) linkState(ctx context.Context, lang, id, known string) linkState {
+// linkState asks cliente id's session manager for its state and, while it shows a QR code, for
+// the code. known is the code the page shows already (its image is not sent again). Only an
+// admin gets the technical detail of a failure.
+func (s *Server) linkState(ctx context.Context, lang, id, known string, admin bool) linkState {
 	st := s.Sessions.Status(ctx, id, s.timeout)
-	ls := linkState{State: st.State, Label: stateLabel(lang, st.State), Class: stateClass(st.State),
-		Error: firstNonEmpty(st.Error, st.LastError)}
+	ls := linkState{State: st.State, Label: stateLabel(lang, st.State), Class: stateClass(st.State)}
+	if admin {
+		ls.Error = firstNonEmpty(st.Error, st.LastError)
+	}
 	switch st.State {
 	case "connected":
 		ls.Phone = formatPhone(st.Phone)
@@ -151,12 +161,12 @@ type whatsappData struct {
 func (s *Server) handleWhatsAppGet(w http.ResponseWriter, r *http.Request) {
 	v := s.newView(w, r, "link.title", "clientes")
 	v.Tab = "whatsapp"
-	v.D = whatsappData{S: s.linkState(r.Context(), v.Lang, r.PathValue("id"), "")}
+	v.D = whatsappData{S: s.linkState(r.Context(), v.Lang, r.PathValue("id"), "", v.User.IsAdmin())}
 	s.render(w, r, http.StatusOK, "whatsapp", v)
 }
 
 func (s *Server) handleWhatsAppState(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.linkState(r.Context(), s.lang(r), r.PathValue("id"), r.URL.Query().Get("known")))
+	writeJSON(w, http.StatusOK, s.linkState(r.Context(), s.lang(r), r.PathValue("id"), r.URL.Query().Get("known"), hub.PrincipalFrom(r.Context()).IsAdmin()))
 }
 
 // pairTimeout bounds asking the session manager for a phone code (it waits on WhatsApp).
@@ -186,7 +196,7 @@ func (s *Server) handleWhatsAppPairCode(w http.ResponseWriter, r *http.Request) 
 			s.log.Info("web pair code requested", "cliente_id", id, "by", v.User.Username)
 		}
 	}
-	d.S = s.linkState(r.Context(), v.Lang, id, "")
+	d.S = s.linkState(r.Context(), v.Lang, id, "", v.User.IsAdmin())
 	v.D = d
 	s.render(w, r, status, "whatsapp", v)
 }

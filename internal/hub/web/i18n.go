@@ -53,7 +53,7 @@ func funcs(lang string) template.FuncMap {
 	return template.FuncMap{
 		"t":          func(key string, args ...any) string { return translate(lang, key, args...) },
 		"phone":      formatPhone,
-		"when":       func(t any) string { return formatTime(lang, t) },
+		"when":       func(t any) string { return formatTime(lang, time.Local, t) },
 		"stateLabel": func(state string) string { return stateLabel(lang, state) },
 		"stateClass": stateClass,
 		"pct":        percent,
@@ -81,8 +81,8 @@ func formatPhone(e164 string) string {
 	return phonenumbers.Format(n, phonenumbers.INTERNATIONAL)
 }
 
-// formatTime writes a time in the host's zone, day first in Spanish.
-func formatTime(lang string, v any) string {
+// formatTime writes a time in loc, day first in Spanish.
+func formatTime(lang string, loc *time.Location, v any) string {
 	var t time.Time
 	switch x := v.(type) {
 	case time.Time:
@@ -99,9 +99,9 @@ func formatTime(lang string, v any) string {
 		return ""
 	}
 	if lang == "en" {
-		return t.Local().Format("2006-01-02 15:04")
+		return t.In(loc).Format("2006-01-02 15:04")
 	}
-	return t.Local().Format("02/01/2006 15:04")
+	return t.In(loc).Format("02/01/2006 15:04")
 }
 
 func stateLabel(lang, state string) string {
@@ -180,4 +180,15 @@ func dataURL(s string) template.URL {
 		return template.URL(s)
 	}
 	return ""
+}
+
+// location is cliente's time zone (time_zone in leadmaster.toml), else the host's: the
+// pages show a cliente's times as its people read them.
+func (s *Server) location(cliente string) *time.Location {
+	if tz := s.Config().Clientes[cliente].TimeZone; tz != "" {
+		if loc, err := time.LoadLocation(tz); err == nil {
+			return loc
+		}
+	}
+	return time.Local
 }

@@ -14,6 +14,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/leadmaster/leadmaster/internal/hub"
 )
@@ -96,6 +97,16 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 // renderTemplate executes one named template of page name's set (a fragment, or the layout).
 func (s *Server) renderTemplate(w http.ResponseWriter, r *http.Request, status int, name, tmpl string, v *view) {
 	t := s.pages[v.Lang][name]
+	if v.Cliente != nil {
+		if loc := s.location(v.Cliente.ID); loc != time.Local {
+			// The cliente's own time zone: a copy of the page whose "when" writes in it.
+			c, err := t.Clone()
+			if err == nil {
+				lang := v.Lang
+				t = c.Funcs(template.FuncMap{"when": func(x any) string { return formatTime(lang, loc, x) }})
+			}
+		}
+	}
 	var buf bytes.Buffer
 	if err := t.ExecuteTemplate(&buf, tmpl, v); err != nil {
 		s.log.Error("render page", "page", name, "template", tmpl, "err", err)

@@ -303,6 +303,41 @@ func TestClientesPage(t *testing.T) {
 	if len(st.Clientes) != 1 || st.Clientes[0].ID != "51" || st.Clientes[0].State != "connected" || st.Clientes[0].Queue != 0 {
 		t.Errorf("member's clientes state = %+v", st.Clientes)
 	}
+	// Why a session manager is down is for the admin (it names sockets and units).
+	var all struct{ Clientes []clienteRow }
+	json.Unmarshal([]byte(root.get("/clientes/state").body), &all)
+	if len(all.Clientes) != 3 || !strings.Contains(all.Clientes[2].Detail, "53.sock") {
+		t.Errorf("admin's clientes state = %+v, want cliente 53's failure explained", all.Clientes)
+	}
+	e.sm["51"].Close()
+	json.Unmarshal([]byte(ana.get("/clientes/state").body), &st)
+	if st.Clientes[0].State != "down" || st.Clientes[0].Detail != "" {
+		t.Errorf("member's view of a stopped session manager = %+v, want the state without the detail", st.Clientes[0])
+	}
+}
+
+func TestFormatTime(t *testing.T) {
+	at := time.Date(2026, 3, 9, 15, 4, 0, 0, time.UTC)
+	ba, err := time.LoadLocation("America/Argentina/Buenos_Aires")
+	if err != nil {
+		t.Skip("no time zone data")
+	}
+	for _, tt := range []struct {
+		lang string
+		loc  *time.Location
+		want string
+	}{
+		{"es", time.UTC, "09/03/2026 15:04"},
+		{"en", time.UTC, "2026-03-09 15:04"},
+		{"es", ba, "09/03/2026 12:04"},
+	} {
+		if got := formatTime(tt.lang, tt.loc, at); got != tt.want {
+			t.Errorf("formatTime(%s, %s) = %q, want %q", tt.lang, tt.loc, got, tt.want)
+		}
+	}
+	if got := formatTime("es", time.UTC, (*time.Time)(nil)); got != "" {
+		t.Errorf("formatTime(nil) = %q", got)
+	}
 }
 
 func TestLinkPage(t *testing.T) {

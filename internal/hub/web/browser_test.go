@@ -1,0 +1,577 @@
+package web_test
+
+// The browser test drives the web UI in headless Chromium (Debian's chromium package) with
+// chromedp, against the real thing: the central-hub binary, a session-manager binary built
+// with -tags fakewa, and the fake WhatsApp server. Both daemons get their listening sockets
+// passed the way systemd passes them (LISTEN_FDS). Screenshots of every page go to
+// $LEADMASTER_ARTIFACTS/web-ui (or a temporary directory); -update-screenshots copies them
+// into docs/screenshots.
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/leadmaster/leadmaster/internal/fakewa"
+)
+
+var updateScreenshots = flag.Bool("update-screenshots", false, "copy the browser test's screenshots into docs/screenshots")
+
+const (
+	adminPassword    = "admin-password-ui"
+	memberPassword   = "member-password-ui"
+	outsiderPassword = "outsider-password-ui"
+	linkedPhone      = "5491155550000"
+	carlaPhone       = "5491155551234"
+	luciaPhone       = "5491155554321"
+)
+
+// chromium returns the browser to drive, or "" when none is installed.
+func chromium() string {
+	if p := os.Getenv("LEADMASTER_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+func buildBinaries(t *testing.T, dir string) (hubBin, smBin string) {
+	t.Helper()
+	hubBin, smBin = filepath.Join(dir, "central-hub"), filepath.Join(dir, "session-manager")
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, args := range [][]string{
+		{"build", "-o", hubBin, "github.com/leadmaster/leadmaster/cmd/central-hub"},
+		{"build", "-tags", "fakewa", "-o", smBin, "github.com/leadmaster/leadmaster/cmd/session-manager"},
+	} {
+		wg.Go(func() {
+			if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+				errs[i] = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return hubBin, smBin
+}
+
+// daemon is a process started the way systemd starts a socket-activated service.
+type daemon struct {
+	name   string
+	cmd    *exec.Cmd
+	stderr *lockedBuffer
+	notify chan string
+	exited chan error
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// listenFile binds network/addr and returns the socket as a file to pass as fd 3.
+func listenFile(t *testing.T, network, addr string) (*os.File, string) {
+	t.Helper()
+	l, err := net.Listen(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f *os.File
+	switch l := l.(type) {
+	case *net.TCPListener:
+		f, err = l.File()
+	case *net.UnixListener:
+		l.SetUnlinkOnClose(false)
+		f, err = l.File()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := l.Addr().String()
+	l.Close()
+	t.Cleanup(func() { f.Close() })
+	return f, a
+}
+
+func startDaemon(t *testing.T, name, dir string, sock *os.File, env []string, bin string, args ...string) *daemon {
+	t.Helper()
+	notifyPath := filepath.Join(dir, name+".notify")
+	nconn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifyPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{name: name, stderr: &lockedBuffer{}, notify: make(chan string, 100), exited: make(chan error, 1)}
+	// LISTEN_PID must be the daemon's own PID: sh sets it, then execs.
+	d.cmd = exec.Command("/bin/sh", append([]string{"-c", `LISTEN_PID=$$ exec "$0" "$@"`, bin}, args...)...)
+	d.cmd.Env = append(os.Environ(), "LISTEN_FDS=1", "LISTEN_FDNAMES="+name, "NOTIFY_SOCKET="+notifyPath)
+	d.cmd.Env = append(d.cmd.Env, env...)
+	d.cmd.ExtraFiles = []*os.File{sock}
+	d.cmd.Stderr = d.stderr
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := nconn.Read(buf)
+			if err != nil {
+				return
+			}
+			for _, line := range strings.Split(string(buf[:n]), "\n") {
+				select {
+				case d.notify <- line:
+				default:
+				}
+			}
+		}
+	}()
+	go func() { d.exited <- d.cmd.Wait(); nconn.Close() }()
+	t.Cleanup(func() {
+		d.cmd.Process.Kill()
+		<-d.exited
+		if t.Failed() {
+			t.Logf("%s stderr:\n%s", name, d.stderr.String())
+		}
+	})
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case line := <-d.notify:
+			if line == "READY=1" {
+				return d
+			}
+		case err := <-d.exited:
+			d.exited <- err
+			t.Fatalf("%s exited before READY=1: %v\n%s", name, err, d.stderr.String())
+		case <-deadline:
+			t.Fatalf("%s: no READY=1 within 20s\n%s", name, d.stderr.String())
+		}
+	}
+}
+
+func userAdd(t *testing.T, hubBin, cfg, username, password string, role ...string) {
+	t.Helper()
+	cmd := exec.Command(hubBin, append([]string{"--config", cfg, "user", "add", "--username", username, "--password-stdin"}, role...)...)
+	cmd.Stdin = strings.NewReader(password + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("user add %s: %v\n%s", username, err, out)
+	}
+}
+
+// shots saves full-page screenshots as numbered PNGs.
+type shots struct {
+	dir string
+	n   int
+	all []string
+}
+
+func (s *shots) take(name string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		png, err := chromedp.FullScreenshot(100)(ctx, t)
+		if err != nil {
+			return fmt.Errorf("screenshot %s: %w", name, err)
+		}
+		s.n++
+		p := filepath.Join(s.dir, fmt.Sprintf("%02d-%s.png", s.n, name))
+		s.all = append(s.all, p)
+		return os.WriteFile(p, png, 0o644)
+	})
+}
+
+// status fetches path from the page (with its cookie and the page's CSRF token) and
+// returns the HTTP status.
+func status(method, path, csrf string) chromedp.Action[int] {
+	js := fmt.Sprintf(`fetch(%q, {method: %q, headers: {"X-CSRF-Token": %q, "Accept": "application/json"}}).then(r => r.status)`, path, method, csrf)
+	return chromedp.Evaluate[int](js, chromedp.EvalAwaitPromise)
+}
+
+// navigate opens path and checks the HTTP status of the page.
+func navigate(base, path string, want int64) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		resp, err := chromedp.NavigateResponse(base+path)(ctx, t)
+		if err != nil {
+			return fmt.Errorf("open %s: %w", path, err)
+		}
+		if resp.Status != want {
+			return fmt.Errorf("open %s: HTTP %d, want %d", path, resp.Status, want)
+		}
+		return nil
+	})
+}
+
+// waitJS waits until expr is true in the page. A form submitted just before navigates while
+// the poll runs; the poll then starts again in the new page.
+func waitJS(expr string) chromedp.Action[chromedp.Void] {
+	poll := chromedp.Poll[bool](expr, chromedp.WithPollingInterval(100*time.Millisecond))
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		for {
+			_, err := poll(ctx, t)
+			if err == nil {
+				return nil
+			}
+			if ctx.Err() != nil || !strings.Contains(err.Error(), "navigated") && !strings.Contains(err.Error(), "context") {
+				return fmt.Errorf("wait for %s: %w", expr, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+}
+
+func login(base, user, password string) chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(
+		navigate(base, "/login", 200),
+		chromedp.SendKeys(chromedp.ID("username"), user),
+		chromedp.SendKeys(chromedp.ID("password"), password),
+		chromedp.Click(chromedp.CSS(`main form button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(".who")),
+	)
+}
+
+func TestBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the browser test builds the daemons and runs Chromium; skipped with -short")
+	}
+	browserPath := chromium()
+	if browserPath == "" {
+		t.Skip("Chromium is not installed (apt-get install chromium, or make test installs it): the web UI's browser test is skipped")
+	}
+	start := time.Now()
+	dir := t.TempDir()
+	hubBin, smBin := buildBinaries(t, dir)
+	t.Logf("daemons built in %s", time.Since(start).Round(time.Millisecond))
+
+	shotDir := t.TempDir()
+	if a := os.Getenv("LEADMASTER_ARTIFACTS"); a != "" {
+		shotDir = filepath.Join(a, "web-ui")
+		if err := os.MkdirAll(shotDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sh := &shots{dir: shotDir}
+	t.Logf("screenshots in %s", shotDir)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Second)
+	defer cancel()
+	fake, err := fakewa.New(fakewa.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fake.Close()
+
+	sockDir := filepath.Join(dir, "run")
+	os.MkdirAll(sockDir, 0o755)
+	cfg := filepath.Join(dir, "leadmaster.toml")
+	// Pacing off: the test's campaign goes out as fast as the session manager sends.
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`[hub]
+state_dir = %q
+contact_sync_interval = "0s"
+[session_manager]
+state_dir = %q
+socket_dir = %q
+[sender]
+per_minute = 0
+min_gap = "0s"
+max_gap = "0s"
+daily_cap = 0
+quiet_hours = ""
+[clientes.51]
+name = "Inmobiliaria Sur"
+time_zone = "America/Argentina/Buenos_Aires"
+[clientes.52]
+name = "Automotores Norte"
+`, filepath.Join(dir, "hub"), filepath.Join(dir, "clientes"), sockDir)), 0o644)
+
+	smSock, _ := listenFile(t, "unix", filepath.Join(sockDir, "51.sock"))
+	startDaemon(t, "session-manager", dir, smSock, []string{"LEADMASTER_FAKEWA_URL=" + fake.URL()}, smBin, "--cliente", "51", "--config", cfg)
+	userAdd(t, hubBin, cfg, "admin", adminPassword, "--admin")
+	userAdd(t, hubBin, cfg, "vendedora", memberPassword, "--cliente", "51")
+	userAdd(t, hubBin, cfg, "otro", outsiderPassword, "--cliente", "52")
+	hubSock, hubAddr := listenFile(t, "tcp", "127.0.0.1:0")
+	startDaemon(t, "central-hub", dir, hubSock, nil, hubBin, "--config", cfg)
+	base := "http://" + hubAddr
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browserPath),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(filepath.Join(dir, "chromium")),
+		chromedp.WindowSize(1280, 900),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(allocCtx)
+	defer cancelBrowser()
+	var mu sync.Mutex
+	var jsErrors []string
+	if err := chromedp.Listen(bctx, func(ev any) {
+		if ev, ok := ev.(*runtime.EventExceptionThrown); ok {
+			mu.Lock()
+			jsErrors = append(jsErrors, fmt.Sprintf("%s %s:%d", ev.ExceptionDetails.Text, ev.ExceptionDetails.URL, ev.ExceptionDetails.LineNumber))
+			mu.Unlock()
+		}
+	}); err != nil {
+		t.Fatalf("start Chromium: %v", err)
+	}
+	fail := func(step string, err error) {
+		t.Helper()
+		html, _ := chromedp.Run(bctx, chromedp.OuterHTML(chromedp.CSS("html")))
+		t.Fatalf("%s: %v\npage:\n%s", step, err, html)
+	}
+	do := func(step string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(bctx, steps...); err != nil {
+			fail(step, err)
+		}
+	}
+	text := func(step string, sel chromedp.CSS) string {
+		t.Helper()
+		v, err := chromedp.Run(bctx, chromedp.Text(sel))
+		if err != nil {
+			fail(step, err)
+		}
+		return strings.TrimSpace(v)
+	}
+	attr := func(step string, sel chromedp.CSS, name string) string {
+		t.Helper()
+		v, err := chromedp.Run(bctx, chromedp.AttributeValue(sel, name))
+		if err != nil {
+			fail(step, err)
+		}
+		return v.Value
+	}
+	location := func() string {
+		t.Helper()
+		v, err := chromedp.Run(bctx, chromedp.Location())
+		if err != nil {
+			fail("location", err)
+		}
+		return strings.TrimPrefix(strings.SplitN(v, "?", 2)[0], base)
+	}
+
+	// Log in as the cliente's member.
+	do("login page", navigate(base, "/", 200), chromedp.WaitVisible(chromedp.ID("username")), sh.take("login"))
+	do("log in", login(base, "vendedora", memberPassword))
+
+	// Link: the page shows the QR; the fake phone scans it; the page turns to linked by itself.
+	do("link page",
+		navigate(base, "/clientes/51/whatsapp", 200),
+		waitJS(`document.getElementById("qr-image").dataset.qr.length > 10 && document.getElementById("qr-image").complete`),
+		sh.take("link-qr"),
+	)
+	qr := attr("qr", "#qr-image", "data-qr")
+	if err := fake.ScanQR(ctx, qr, linkedPhone); err != nil {
+		t.Fatalf("the fake phone could not scan the QR shown on the page (%.30q...): %v", qr, err)
+	}
+	do("linked",
+		waitJS(`!document.getElementById("panel-linked").hidden && document.getElementById("linked-text").textContent.includes("5555-0000")`),
+		sh.take("link-linked"),
+	)
+	if got := text("linked text", "#linked-text"); got != "Vinculado como +54 9 11 5555-0000" {
+		t.Errorf("linked text = %q", got)
+	}
+
+	// Leads: a CSV with one bad row shows that row's error with its line number.
+	badCSV := filepath.Join(dir, "leads-con-error.csv")
+	os.WriteFile(badCSV, []byte("telefono,nombre,etiquetas\n+"+carlaPhone+",Carla,palermo\n11-5555,Pedro,\n+"+luciaPhone+",Lucía,\"palermo,alquiler\"\n"), 0o644)
+	goodCSV := filepath.Join(dir, "leads.csv")
+	os.WriteFile(goodCSV, []byte("telefono,nombre,etiquetas\n+"+carlaPhone+",Carla,palermo\n+5491155557777,Pedro,centro\n+"+luciaPhone+",Lucía,\"palermo,alquiler\"\n"), 0o644)
+	do("import with an error",
+		navigate(base, "/clientes/51/leads", 200),
+		chromedp.SetUploadFiles(chromedp.ID("import-file"), []string{badCSV}),
+		chromedp.Click(chromedp.CSS(`#import form button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.ID("import-errors")),
+		chromedp.ScrollIntoView(chromedp.ID("import")),
+		sh.take("leads-import-error"),
+	)
+	if got := text("import error", `#import-errors tr[data-line="3"]`); !strings.Contains(got, "Línea 3") || !strings.Contains(got, "11-5555") {
+		t.Errorf("import error row = %q, want line 3 with the bad value", got)
+	}
+	do("import",
+		chromedp.SetUploadFiles(chromedp.ID("import-file"), []string{goodCSV}),
+		chromedp.Click(chromedp.CSS(`#import form button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.ID("import-result")),
+	)
+	if got := text("import result", "#import-result"); !strings.Contains(got, "3 leads nuevos") {
+		t.Errorf("import result = %q", got)
+	}
+	do("leads", navigate(base, "/clientes/51/leads", 200), sh.take("leads"))
+
+	// Campaign: the live preview renders the message for real leads; start; progress to 100%.
+	do("new campaign",
+		navigate(base, "/clientes/51/campaigns", 200),
+		chromedp.SendKeys(chromedp.ID("c-name"), "Palermo, marzo"),
+		chromedp.Click(chromedp.ID("who-tag")),
+		chromedp.SendKeys(chromedp.ID("c-tag"), "palermo"),
+		chromedp.SendKeys(chromedp.ID("c-template"), "Hola {{nombre|vecino}}, ¿seguís buscando en Palermo? Tenemos novedades."),
+		waitJS(`document.getElementById("preview-samples").textContent.includes("Hola Carla, ¿seguís buscando en Palermo?")`),
+		chromedp.ScrollIntoView(chromedp.ID("new-campaign")),
+		sh.take("campaign-new-preview"),
+	)
+	if got := text("preview", "#preview-body"); !strings.Contains(got, "Le llega a 2 leads") || !strings.Contains(got, "Hola Lucía") {
+		t.Errorf("preview = %q", got)
+	}
+	do("create campaign",
+		chromedp.Click(chromedp.CSS(`#campaign-form button[value="create"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`form[data-action="start"] button`)),
+		sh.take("campaign-draft"),
+		chromedp.Click(chromedp.CSS(`form[data-action="start"] button`)),
+		waitJS(`document.getElementById("campaign-progress").value === 100`),
+		sh.take("campaign-done"),
+	)
+	if got := text("progress", "#campaign-progress-text"); got != "2 de 2 procesados (100 %)" {
+		t.Errorf("progress = %q", got)
+	}
+	if got := text("failed", `[data-count="failed"]`); got != "0" {
+		t.Errorf("failed messages = %s, want 0", got)
+	}
+	for _, phone := range []string{carlaPhone, luciaPhone} {
+		if got := fake.Received(phone); len(got) != 1 || !strings.HasPrefix(got[0].Text, "Hola ") {
+			t.Errorf("%s received %+v, want the campaign message once", phone, got)
+		}
+	}
+	campaignPath := location()
+
+	// Conversations: Carla answers; her reply shows in her conversation by itself.
+	do("conversations", navigate(base, "/clientes/51/conversations", 200))
+	if _, err := fake.SendText(ctx, carlaPhone, linkedPhone, "¡Sí! ¿Tienen algo de dos ambientes?", "Carla"); err != nil {
+		t.Fatal(err)
+	}
+	do("conversation",
+		waitJS(`fetch(location.href).then(r => r.text()).then(t => t.includes("dos ambientes"))`),
+		navigate(base, "/clientes/51/conversations", 200),
+		sh.take("conversations"),
+		chromedp.Click(chromedp.CSS(`ul.conversations a`)),
+		waitJS(`document.querySelector("ol.thread") !== null && document.querySelector("ol.thread").textContent.includes("dos ambientes")`),
+		sh.take("conversation"),
+	)
+	leadPath := location()
+
+	// The clientes overview, as the admin sees it; users and API keys.
+	do("admin",
+		chromedp.Click(chromedp.CSS(`form[action="/logout"] button`)),
+		chromedp.WaitVisible(chromedp.ID("username")),
+		login(base, "admin", adminPassword),
+		navigate(base, "/clientes", 200),
+		waitJS(`document.querySelector('tr[data-cliente="51"]').textContent.includes("5555-0000")`),
+		sh.take("clientes"),
+		navigate(base, "/users", 200),
+		sh.take("users"),
+		navigate(base, "/apikeys", 200),
+		chromedp.SetValue(chromedp.ID("nk-cliente"), "51"),
+		chromedp.SendKeys(chromedp.ID("nk-name"), "CRM"),
+		chromedp.Click(chromedp.CSS(`form[action="/apikeys"] button`)),
+		chromedp.WaitVisible(chromedp.ID("new-key")),
+		sh.take("apikeys"),
+	)
+
+	// A member of cliente 52 sees none of cliente 51: pages and fragments answer 403.
+	do("outsider",
+		chromedp.Click(chromedp.CSS(`form[action="/logout"] button`)),
+		chromedp.WaitVisible(chromedp.ID("username")),
+		login(base, "otro", outsiderPassword),
+		navigate(base, "/clientes", 200),
+	)
+	rows, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll("tr[data-cliente]").length`))
+	if err != nil || rows != 1 || strings.Contains(text("clientes", "main"), "Inmobiliaria") {
+		t.Errorf("outsider's clientes page lists %d clientes (%v), want only its own", rows, err)
+	}
+	do("forbidden page", navigate(base, "/clientes/51/whatsapp", 403), sh.take("forbidden"))
+	if body := text("forbidden", "main"); !strings.Contains(body, "No tenés acceso") || strings.Contains(body, "Inmobiliaria") {
+		t.Errorf("403 page says %q", body)
+	}
+	csrf := attr("csrf", "body", "data-csrf")
+	for _, tt := range []struct {
+		method, path string
+		want         int
+	}{
+		{"GET", "/clientes/51/whatsapp/state", 403},
+		{"GET", "/clientes/51/leads", 403},
+		{"GET", "/clientes/51/leads?q=carla", 403},
+		{"GET", "/clientes/51/campaigns", 403},
+		{"GET", "/clientes/51/campaigns/state", 403},
+		{"GET", campaignPath, 403},
+		{"GET", campaignPath + "/state", 403},
+		{"GET", "/clientes/51/conversations", 403},
+		{"GET", leadPath, 403},
+		{"GET", leadPath + "/messages", 403},
+		{"POST", campaignPath + "/cancel", 403},
+		{"POST", "/clientes/51/whatsapp/logout", 403},
+		{"GET", strings.Replace(campaignPath, "/51/", "/52/", 1), 404},
+		{"GET", strings.Replace(leadPath, "/51/", "/52/", 1), 404},
+		{"GET", "/users", 403},
+		{"GET", "/apikeys", 403},
+	} {
+		got, err := chromedp.Run(bctx, status(tt.method, tt.path, csrf))
+		if err != nil || got != tt.want {
+			t.Errorf("outsider: %s %s = %d (%v), want %d", tt.method, tt.path, got, err, tt.want)
+		}
+	}
+
+	// The language switch: the same pages in English.
+	do("english",
+		chromedp.SetValue(chromedp.ID("lang-select"), "en"),
+		chromedp.Click(chromedp.CSS(`form[action="/lang"] button`)),
+		chromedp.WaitVisible(chromedp.CSS("main")),
+		navigate(base, "/clientes", 200),
+	)
+	if lang := attr("lang", "html", "lang"); lang != "en" || text("heading", "h1") != "Clientes" || !strings.Contains(text("nav", "header"), "Log out") {
+		t.Errorf("after choosing English: <html lang=%q>, header %q", lang, text("nav", "header"))
+	}
+
+	mu.Lock()
+	if len(jsErrors) > 0 {
+		t.Errorf("JavaScript errors in the pages: %q", jsErrors)
+	}
+	mu.Unlock()
+	t.Logf("browser scenario done in %s (with the build); %d screenshots", time.Since(start).Round(time.Millisecond), len(sh.all))
+
+	if *updateScreenshots && !t.Failed() {
+		dst := filepath.Join("..", "..", "..", "docs", "screenshots")
+		os.MkdirAll(dst, 0o755)
+		for _, p := range sh.all {
+			b, _ := os.ReadFile(p)
+			name := filepath.Base(p)[3:] // drop the step number
+			if err := os.WriteFile(filepath.Join(dst, name), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		t.Logf("copied %d screenshots into %s", len(sh.all), dst)
+	}
+}
