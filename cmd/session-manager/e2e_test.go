@@ -562,3 +562,38 @@ func TestPostgresStore(t *testing.T) {
 		t.Errorf("cliente_51.whatsmeow_device rows = %d, %v; want the device in the cliente's schema", n, err)
 	}
 }
+
+func TestStopAnswersLongPoll(t *testing.T) {
+	fake := newFake(t)
+	d := startDaemon(t, t.TempDir(), fake.URL())
+	d.waitNotify("READY=1", 10*time.Second)
+	d.qrText()
+	type result struct {
+		code int
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := d.http.Get("http://sm/events?after=1000000&wait=60s")
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		resp.Body.Close()
+		done <- result{code: resp.StatusCode}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	d.stop()
+	select {
+	case r := <-done:
+		if r.err != nil || r.code != 200 {
+			t.Errorf("long poll across SIGTERM: %d %v, want 200", r.code, r.err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("long poll not answered within 5s of SIGTERM")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("stop took %v with a long poll open, want well under TimeoutStopSec", d)
+	}
+}

@@ -151,7 +151,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return token
 	})
 	// Serve first: requests wait in the API until the store is open (see session.Server).
-	var servers []*http.Server
+	var drainers []*sd.Drainer
 	serveErr := make(chan error, len(lns))
 	for _, l := range lns {
 		srv := &http.Server{
@@ -160,22 +160,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			IdleTimeout:       120 * time.Second,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		}
-		servers = append(servers, srv)
+		d := sd.NewDrainer(srv)
+		drainers = append(drainers, d)
 		go func() {
-			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.Serve(d.Listener(l)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				serveErr <- fmt.Errorf("serve %s: %w", l.Addr(), err)
 			}
 		}()
 	}
+	// shutdown stops accepting (systemd keeps the socket: new connections wait for the next
+	// process), ends long polls, and answers every request already accepted.
 	shutdown := func() {
+		api.Stopping()
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		var wg sync.WaitGroup
-		for _, srv := range servers {
+		for _, d := range drainers {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				srv.Shutdown(shutdownCtx)
+				d.Shutdown(shutdownCtx)
 			}()
 		}
 		wg.Wait()

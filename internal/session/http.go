@@ -35,11 +35,13 @@ type Server struct {
 	token func() string
 	start time.Time
 
-	ready   chan struct{} // closed by Attach; m and events are set before
-	m       *Manager
-	events  *EventLog
-	failed  error
-	onceErr sync.Once
+	ready    chan struct{} // closed by Attach; m and events are set before
+	stopping chan struct{} // closed by Stopping: long polls answer at once
+	stopOnce sync.Once
+	m        *Manager
+	events   *EventLog
+	failed   error
+	onceErr  sync.Once
 }
 
 // startWait bounds how long a request waits for the store to open.
@@ -48,7 +50,13 @@ const startWait = 30 * time.Second
 // NewServer returns the API. token returns the bearer token TCP callers must present ("":
 // every TCP request but /health is refused). Call Attach (or Fail) once start-up is done.
 func NewServer(log *slog.Logger, token func() string) *Server {
-	return &Server{log: log, token: token, start: time.Now(), ready: make(chan struct{})}
+	return &Server{log: log, token: token, start: time.Now(), ready: make(chan struct{}), stopping: make(chan struct{})}
+}
+
+// Stopping ends every long poll now (with what it has), so a graceful stop need not wait
+// for them; the hub simply polls the next process.
+func (s *Server) Stopping() {
+	s.stopOnce.Do(func() { close(s.stopping) })
 }
 
 // Attach connects the API to the session once its store is open.
@@ -272,11 +280,17 @@ func (s *Server) handleEventsList(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	evs, err := s.events.Read(r.Context(), after, int(limit), wait)
-	if err != nil {
-		if r.Context().Err() != nil {
-			return // the caller went away
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.stopping:
+			cancel()
+		case <-ctx.Done():
 		}
+	}()
+	evs, err := s.events.Read(ctx, after, int(limit), wait)
+	if err != nil {
 		s.writeErr(w, r, err)
 		return
 	}

@@ -3,7 +3,6 @@ package session
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -143,11 +142,12 @@ func (l *EventLog) Read(ctx context.Context, after int64, limit int, wait time.D
 			t.Stop()
 		}
 	}
-	rows, err := l.db.Query(ctx, `SELECT seq, type, at_ms, data FROM lm_events WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
+	// The wait may end because ctx did (a stop, a caller gone); the read itself still runs,
+	// briefly, so a stopping server answers what it has instead of an error.
+	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	rows, err := l.db.Query(qctx, `SELECT seq, type, at_ms, data FROM lm_events WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
 	if err != nil {
-		if errors.Is(ctx.Err(), context.Canceled) {
-			return nil, ctx.Err()
-		}
 		return nil, fmt.Errorf("read events: %w", err)
 	}
 	defer rows.Close()
