@@ -189,15 +189,69 @@ func userAdd(t *testing.T, hubBin, cfg, username, password string, role ...strin
 	}
 }
 
-// shots saves full-page screenshots as numbered PNGs.
+// shots checks a page's accessibility and saves a full-page screenshot of it as a numbered PNG.
 type shots struct {
 	dir string
 	n   int
 	all []string
 }
 
+// a11yCheck lists what keeps a page from being usable with a keyboard and a screen reader,
+// or hard to read: no lang attribute or skip link, form controls without a label, images
+// without alt text, empty buttons, duplicate ids, not exactly one h1, and text whose
+// contrast with its background is below WCAG AA (4.5:1, or 3:1 for large text).
+const a11yCheck = `(() => {
+  const problems = [];
+  if (!document.documentElement.lang) problems.push("no lang attribute");
+  if (!document.querySelector('a.skip[href="#main"]') || !document.getElementById("main")) problems.push("no skip link to #main");
+  for (const el of document.querySelectorAll("input, select, textarea")) {
+    if (el.type === "hidden") continue;
+    if (!(el.labels && el.labels.length) && !el.getAttribute("aria-label") && !el.getAttribute("aria-labelledby")) {
+      problems.push("no label: " + el.outerHTML.slice(0, 80));
+    }
+  }
+  for (const img of document.querySelectorAll("img")) if (!img.hasAttribute("alt")) problems.push("img without alt");
+  for (const b of document.querySelectorAll("button")) if (!b.textContent.trim() && !b.getAttribute("aria-label")) problems.push("empty button");
+  const ids = new Set();
+  for (const el of document.querySelectorAll("[id]")) { if (ids.has(el.id)) problems.push("duplicate id " + el.id); ids.add(el.id); }
+  const h1 = document.querySelectorAll("h1").length;
+  if (h1 !== 1) problems.push(h1 + " h1 elements");
+  const rgb = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (el) => {
+    for (; el; el = el.parentElement) {
+      const c = rgb(getComputedStyle(el).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0.5)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  for (const el of document.querySelectorAll("body *")) {
+    const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+    if (!own || !el.getClientRects().length) continue;
+    const st = getComputedStyle(el);
+    if (st.visibility === "hidden" || el.closest(".sr-only") || el.closest("[hidden]")) continue;
+    const fg = rgb(st.color), bg = background(el);
+    const [a, b] = [lum(fg.slice(0, 3)), lum(bg)].sort((x, y) => y - x);
+    const ratio = (a + 0.05) / (b + 0.05);
+    const size = parseFloat(st.fontSize), bold = parseInt(st.fontWeight, 10) >= 700;
+    const need = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
+    if (ratio < need) problems.push("contrast " + ratio.toFixed(2) + " < " + need + ": " + el.textContent.trim().slice(0, 40));
+  }
+  return problems;
+})()`
+
 func (s *shots) take(name string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		problems, err := chromedp.Evaluate[[]string](a11yCheck)(ctx, t)
+		if err != nil {
+			return fmt.Errorf("accessibility check of %s: %w", name, err)
+		}
+		if len(problems) > 0 {
+			return fmt.Errorf("accessibility problems on the %s page:\n  %s", name, strings.Join(problems, "\n  "))
+		}
 		png, err := chromedp.FullScreenshot(100)(ctx, t)
 		if err != nil {
 			return fmt.Errorf("screenshot %s: %w", name, err)
@@ -387,6 +441,15 @@ name = "Automotores Norte"
 
 	// Log in as the cliente's member.
 	do("login page", navigate(base, "/", 200), chromedp.WaitVisible(chromedp.ID("username")), sh.take("login"))
+	// The accessibility check finds what it looks for (an unlabelled input, faint text).
+	problems, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](`(() => {
+		const p = document.createElement("p"); p.style.color = "#bbb"; p.textContent = "faint";
+		const i = document.createElement("input"); i.id = "unlabelled";
+		document.querySelector("main").append(p, i);
+		return ` + a11yCheck + `; })()`))
+	if err != nil || len(problems) != 2 || !strings.HasPrefix(problems[0], "no label") || !strings.HasPrefix(problems[1], "contrast") {
+		t.Errorf("accessibility check of a spoiled page = %q (%v), want an unlabelled input and faint text", problems, err)
+	}
 	do("log in", login(base, "vendedora", memberPassword))
 
 	// Link: the page shows the QR; the fake phone scans it; the page turns to linked by itself.
