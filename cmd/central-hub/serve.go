@@ -174,11 +174,14 @@ func (a *app) serve(ctx context.Context, cfgPath, listen string, cfg *config.Con
 		}
 	}
 	hs := srv.HTTPServer()
+	// Stop without dropping a request: stop accepting (systemd keeps the socket), answer what
+	// was accepted, then close idle connections.
+	drain := sd.NewDrainer(hs)
 	serveErr := make(chan error, len(ls))
 	var addrs []net.Addr
 	for _, l := range ls {
 		addrs = append(addrs, l.Addr())
-		go func() { serveErr <- hs.Serve(l) }()
+		go func() { serveErr <- hs.Serve(drain.Listener(l)) }()
 	}
 
 	loopsCtx, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
@@ -263,7 +266,7 @@ wait:
 	notify.Stopping()
 	notify.Status("stopping")
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-	if err := hs.Shutdown(sctx); err != nil {
+	if err := drain.Shutdown(sctx); err != nil {
 		log.Warn("graceful shutdown cut short", "err", err)
 		hs.Close()
 	}
