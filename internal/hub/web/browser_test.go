@@ -366,8 +366,10 @@ time_zone = "America/Argentina/Buenos_Aires"
 name = "Automotores Norte"
 `, filepath.Join(dir, "hub"), filepath.Join(dir, "clientes"), sockDir)), 0o644)
 
-	smSock, _ := listenFile(t, "unix", filepath.Join(sockDir, "51.sock"))
-	startDaemon(t, "session-manager", dir, smSock, []string{"LEADMASTER_FAKEWA_URL=" + fake.URL()}, smBin, "--cliente", "51", "--config", cfg)
+	for _, id := range []string{"51", "52"} {
+		smSock, _ := listenFile(t, "unix", filepath.Join(sockDir, id+".sock"))
+		startDaemon(t, "session-manager-"+id, dir, smSock, []string{"LEADMASTER_FAKEWA_URL=" + fake.URL()}, smBin, "--cliente", id, "--config", cfg)
+	}
 	userAdd(t, hubBin, cfg, "admin", adminPassword, "--admin")
 	userAdd(t, hubBin, cfg, "vendedora", memberPassword, "--cliente", "51")
 	userAdd(t, hubBin, cfg, "otro", outsiderPassword, "--cliente", "52")
@@ -552,7 +554,7 @@ name = "Automotores Norte"
 		chromedp.WaitVisible(chromedp.ID("username")),
 		login(base, "admin", adminPassword),
 		navigate(base, "/clientes", 200),
-		waitJS(`document.querySelector('tr[data-cliente="51"]').textContent.includes("5555-0000")`),
+		waitJS(`document.querySelector('tr[data-cliente="51"]').textContent.includes("5555-0000") && document.querySelector('tr[data-cliente="52"]').textContent.includes("QR")`),
 		sh.take("clientes"),
 		navigate(base, "/users", 200),
 		sh.take("users"),

@@ -140,6 +140,7 @@ var catalog = map[string]struct{ es, en string }{
 	"leads.optout_yes":     {"Sólo dados de baja", "Opted out only"},
 	"leads.search":         {"Buscar", "Search"},
 	"leads.count":          {"%d leads", "%d leads"},
+	"leads.count_one":      {"1 lead", "1 lead"},
 	"leads.none":           {"No hay leads que coincidan.", "No leads match."},
 	"leads.col.phone":      {"Número", "Number"},
 	"leads.col.name":       {"Nombre", "Name"},
