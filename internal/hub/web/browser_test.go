@@ -448,7 +448,7 @@ name = "Automotores Norte"
 		const p = document.createElement("p"); p.style.color = "#bbb"; p.textContent = "faint";
 		const i = document.createElement("input"); i.id = "unlabelled";
 		document.querySelector("main").append(p, i);
-		return ` + a11yCheck + `; })()`))
+		return `+a11yCheck+`; })()`))
 	if err != nil || len(problems) != 2 || !strings.HasPrefix(problems[0], "no label") || !strings.HasPrefix(problems[1], "contrast") {
 		t.Errorf("accessibility check of a spoiled page = %q (%v), want an unlabelled input and faint text", problems, err)
 	}
