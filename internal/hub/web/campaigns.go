@@ -22,6 +22,9 @@ type Sender interface {
 	Preview(ctx context.Context, cliente string, id int64, n int) ([]sender.PreviewEntry, error)
 	Act(ctx context.Context, cliente string, id int64, action string) (sender.Campaign, error)
 	Enqueue(ctx context.Context, cliente string, req sender.SendRequest) (sender.Message, error)
+	Sending(ctx context.Context, cliente string) (sender.SendingStatus, error)
+	PauseSending(ctx context.Context, cliente, reason string) error
+	ResumeSending(ctx context.Context, cliente string) error
 }
 
 var _ Sender = (*sender.Service)(nil)
@@ -48,6 +51,8 @@ func (s *Server) campaignRoutes() []route {
 		{"GET", "/clientes/{id}/campaigns/{cid}/state", cliente, fragment, 0, s.handleCampaignState},
 		{"POST", "/clientes/{id}/campaigns/{cid}/{action}", cliente, page, 0, s.handleCampaignAct},
 		{"POST", "/clientes/{id}/conversations/{lid}", cliente, page, 0, s.handleConversationReply},
+		{"POST", "/clientes/{id}/sending/pause", cliente, page, 0, s.handleSendingPause},
+		{"POST", "/clientes/{id}/sending/resume", cliente, page, 0, s.handleSendingResume},
 	}
 }
 
@@ -158,6 +163,8 @@ func (s *Server) preview(ctx context.Context, lang, cliente string, f campaignFo
 }
 
 type campaignsData struct {
+	// Sending is the cliente's outbox: paused or not, what it does now, its pace.
+	Sending *sendingView
 	List    []campaignView
 	Form    campaignForm
 	Preview *campaignPreview
@@ -233,6 +240,9 @@ func (s *Server) renderCampaigns(w http.ResponseWriter, r *http.Request, status 
 	v := s.newView(w, r, "campaigns.title", "clientes")
 	v.Tab = "campaigns"
 	d := campaignsData{Form: campaignForm{Who: "all"}, Tags: s.tagsOf(r.Context(), id)}
+	if st, err := s.Sender.Sending(r.Context(), id); err == nil {
+		d.Sending = viewSending(v.Lang, st)
+	}
 	for _, c := range list {
 		d.List = append(d.List, viewCampaign(v.Lang, c))
 	}
@@ -420,4 +430,66 @@ func (s *Server) handleConversationReply(w http.ResponseWriter, r *http.Request)
 		return
 	}
 	seeOther(w, r, fmt.Sprintf("/clientes/%s/conversations/%d", l.ClienteID, l.ID), "reply_queued")
+}
+
+// sendingView is the cliente's sending as the campaigns page shows it.
+type sendingView struct {
+	Paused         bool
+	Reason, Status string
+	Class          string
+	// Pace says the cliente's pacing in words.
+	Pace string
+}
+
+func viewSending(lang string, st sender.SendingStatus) *sendingView {
+	v := &sendingView{Paused: st.Paused, Reason: translateMessage(lang, st.Reason), Status: translateMessage(lang, st.Status), Class: "good"}
+	switch {
+	case st.Paused:
+		v.Class = "bad"
+	case strings.HasPrefix(st.Status, "waiting") || strings.HasPrefix(st.Status, "quiet") || strings.HasPrefix(st.Status, "daily cap"):
+		v.Class = "wait"
+	}
+	p := st.Pacing
+	var parts []string
+	if p.PerMinute > 0 {
+		parts = append(parts, translate(lang, "sending.per_minute", p.PerMinute))
+	} else {
+		parts = append(parts, translate(lang, "sending.no_rate"))
+	}
+	if p.MaxGap.Duration > 0 {
+		parts = append(parts, translate(lang, "sending.gaps", p.MinGap.Duration.String(), p.MaxGap.Duration.String()))
+	}
+	if p.DailyCap > 0 {
+		parts = append(parts, translate(lang, "sending.daily_cap", p.DailyCap, st.Today.CampaignMessages))
+	}
+	if p.QuietHours != "" {
+		parts = append(parts, translate(lang, "sending.quiet", p.QuietHours, p.TimeZone))
+	}
+	v.Pace = strings.Join(parts, "; ")
+	return v
+}
+
+func (s *Server) handleSendingPause(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	p := hub.PrincipalFrom(r.Context())
+	reason := strings.TrimSpace(r.PostFormValue("reason"))
+	if reason == "" {
+		reason = "paused by " + p.Username
+	}
+	if err := s.Sender.PauseSending(r.Context(), id, reason); err != nil {
+		s.fail(w, r, page, err)
+		return
+	}
+	s.log.Info("web sending paused", "cliente_id", id, "by", p.Username, "reason", reason)
+	seeOther(w, r, "/clientes/"+id+"/campaigns", "sending_paused")
+}
+
+func (s *Server) handleSendingResume(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := s.Sender.ResumeSending(r.Context(), id); err != nil {
+		s.fail(w, r, page, err)
+		return
+	}
+	s.log.Info("web sending resumed", "cliente_id", id, "by", hub.PrincipalFrom(r.Context()).Username)
+	seeOther(w, r, "/clientes/"+id+"/campaigns", "sending_resumed")
 }

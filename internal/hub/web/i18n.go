@@ -159,6 +159,17 @@ var messageRules = []struct {
 	{regexp.MustCompile(`^username (".*") must be .*$`), "el usuario $1 debe tener de 1 a 64 letras, dígitos o . _ @ + - y empezar con letra o dígito"},
 	{regexp.MustCompile(`^cliente (\S+) already has a contact (\S+)$`), "el cliente $1 ya tiene un lead con el número $2"},
 	{regexp.MustCompile(`^you cannot delete yourself$`), "no podés borrar tu propio usuario"},
+	// The sender's status and pause reasons.
+	{regexp.MustCompile(`^idle$`), "sin mensajes pendientes"},
+	{regexp.MustCompile(`^sending$`), "enviando"},
+	{regexp.MustCompile(`^not running$`), "detenido"},
+	{regexp.MustCompile(`^pacing: next message at (.*)$`), "respetando el ritmo: próximo mensaje a las $1"},
+	{regexp.MustCompile(`^quiet hours until (.*)$`), "horario sin envíos hasta las $1"},
+	{regexp.MustCompile(`^daily cap of (\d+) campaign messages reached; campaigns go on at (.*)$`), "se llegó al tope diario de $1 mensajes de campaña; siguen el $2"},
+	{regexp.MustCompile(`^waiting for the session manager: (.*)$`), "esperando al servicio de WhatsApp: $1"},
+	{regexp.MustCompile(`^paused: paused by (.*)$`), "pausado por $1"},
+	{regexp.MustCompile(`^paused: (.*)$`), "pausado: $1"},
+	{regexp.MustCompile(`^paused by (.*)$`), "pausado por $1"},
 }
 
 func translateMessage(lang, msg string) string {

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"mime"
 	"net/http"
+	"net/url"
 	"path"
 	"strconv"
 	"strings"
@@ -73,7 +74,7 @@ type clienteRef struct {
 // newView starts the view of a page.
 func (s *Server) newView(w http.ResponseWriter, r *http.Request, title, nav string) *view {
 	v := &view{
-		Lang: s.lang(r), CSRF: s.csrfToken(w, r), AssetV: s.assetV, Path: r.URL.RequestURI(),
+		Lang: s.lang(r), CSRF: s.csrfToken(w, r), AssetV: s.assetV, Path: pathWithoutDone(r.URL),
 		User: hub.PrincipalFrom(r.Context()), Nav: nav, HasCampaigns: s.Sender != nil,
 	}
 	v.Title = translate(v.Lang, title)
@@ -87,6 +88,19 @@ func (s *Server) newView(w http.ResponseWriter, r *http.Request, title, nav stri
 		v.Flash = translate(v.Lang, "done."+done)
 	}
 	return v
+}
+
+// pathWithoutDone is u's path and query without the flash message's "done" parameter (a
+// form that comes back to the page should not show the last message again).
+func pathWithoutDone(u *url.URL) string {
+	q := u.Query()
+	if !q.Has("done") {
+		return u.RequestURI()
+	}
+	q.Del("done")
+	c := *u
+	c.RawQuery = q.Encode()
+	return c.RequestURI()
 }
 
 // render writes page name with v at status.

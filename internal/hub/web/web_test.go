@@ -670,6 +670,23 @@ func TestCampaigns(t *testing.T) {
 	if !p.has("Palermo") || !p.has(`<progress max="100" value="100"`) {
 		t.Errorf("campaign list:\n%s", p.body)
 	}
+	// The cliente's sending: its pace, a pause with a reason, and resuming.
+	if !p.has("sin límite por minuto") || !p.has("Envíos de este cliente") {
+		t.Errorf("campaigns page lacks the sending card:\n%s", p.body)
+	}
+	if p := b.post("/clientes/51/sending/pause", "csrf", tok, "reason", "feriado"); p.status != http.StatusSeeOther {
+		t.Fatalf("pause sending = %d", p.status)
+	}
+	if p := b.get("/clientes/51/campaigns"); !p.has("Todos los envíos de este cliente están pausados: feriado") || !p.has(`action="/clientes/51/sending/resume"`) {
+		t.Errorf("paused sending not shown:\n%s", p.body)
+	}
+	if st, _ := e.sender.Sending(ctx, "51"); !st.Paused || st.Reason != "feriado" {
+		t.Errorf("sending after the pause form = %+v", st)
+	}
+	b.post("/clientes/51/sending/resume", "csrf", tok)
+	if st, _ := e.sender.Sending(ctx, "51"); st.Paused {
+		t.Errorf("sending still paused after resume: %+v", st)
+	}
 	// An empty selection is refused with the reason.
 	p = b.post("/clientes/51/campaigns", "csrf", tok, "action", "create", "name", "Nadie", "template", "Hola", "who", "tag", "tag", "nadie")
 	if p.status != http.StatusUnprocessableEntity || !p.has("no one to write to") {
