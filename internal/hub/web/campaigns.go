@@ -116,24 +116,30 @@ func (s *Server) preview(ctx context.Context, lang, cliente string, f campaignFo
 		p.Error = translate(lang, "campaign.pick_who")
 		return p
 	}
-	filter := contacts.Filter{Limit: 50}
+	filter := contacts.Filter{Limit: 1}
 	if f.Who == "tag" {
 		filter.Tag = f.Tag
 	} else if f.Who == "q" {
 		filter.Q = f.Q
 	}
 	no, yes := false, true
+	filter.OptedOut = &yes
+	if out, err := s.Contacts.List(ctx, cliente, filter); err == nil {
+		p.OptedOut = out.Total
+	}
+	// The campaign takes leads in ID order; the list is newest first, so its last page holds
+	// the first recipients.
 	filter.OptedOut = &no
 	pg, err := s.Contacts.List(ctx, cliente, filter)
+	if err == nil && pg.Total > 1 {
+		filter.Limit, filter.Offset = previewSamples, max(pg.Total-previewSamples, 0)
+		pg, err = s.Contacts.List(ctx, cliente, filter)
+	}
 	if err != nil {
 		p.Error = errorText(lang, asError(err))
 		return p
 	}
 	p.Recipients = pg.Total
-	filter.OptedOut, filter.Limit = &yes, 1
-	if out, err := s.Contacts.List(ctx, cliente, filter); err == nil {
-		p.OptedOut = out.Total
-	}
 	p.Summary = translate(lang, "campaign.preview_summary", p.Recipients, p.OptedOut)
 	if strings.TrimSpace(f.Template) == "" {
 		return p
@@ -151,8 +157,7 @@ func (s *Server) preview(ctx context.Context, lang, cliente string, f campaignFo
 		p.Error = translate(lang, "campaign.unknown_field", bad, strings.Join(sender.StandardFields, "}}, {{"))
 		return p
 	}
-	// Leads in ID order, as the campaign takes them: the last of the page (newest first).
-	for i := len(pg.Leads) - 1; i >= 0 && len(p.Samples) < previewSamples; i-- {
+	for i := len(pg.Leads) - 1; i >= 0; i-- {
 		l := pg.Leads[i]
 		fields := map[string]string{sender.FieldNombre: firstNonEmpty(l.Name, l.PushName), sender.FieldTelefono: l.Phone,
 			sender.FieldNombreWhatsApp: l.PushName}

@@ -620,6 +620,7 @@ func TestCampaigns(t *testing.T) {
 	if pv.Recipients != 2 || len(pv.Samples) != 2 || pv.Samples[0].Text != "Hola Ana, ¿seguís buscando?" || pv.Samples[1].Text != "Hola vecino, ¿seguís buscando?" {
 		t.Errorf("preview = %+v", pv)
 	}
+	pv0 := pv
 	req, _ = http.NewRequest("POST", e.ts.URL+"/clientes/51/campaigns/preview", strings.NewReader("who=all&template=Hola+{{apellido}}"))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set(csrfHeader, tok)
@@ -634,12 +635,24 @@ func TestCampaigns(t *testing.T) {
 		t.Errorf("no-JS preview:\n%s", p.body)
 	}
 	// Create: a draft, whose page shows the queued texts.
-	p = b.post("/clientes/51/campaigns", "csrf", tok, "action", "create", "name", "Palermo", "template", "Hola {{nombre|vecino}}", "who", "tag", "tag", "palermo")
+	p = b.post("/clientes/51/campaigns", "csrf", tok, "action", "create", "name", "Palermo", "template", "Hola {{nombre|vecino}}, ¿seguís buscando?", "who", "tag", "tag", "palermo")
 	loc := p.header.Get("Location")
 	if p.status != http.StatusSeeOther || !strings.HasPrefix(loc, "/clientes/51/campaigns/") {
 		t.Fatalf("create = %d %q\n%s", p.status, loc, p.body)
 	}
 	path, _, _ := strings.Cut(loc, "?")
+	// The live preview rendered the texts the sender queued.
+	var cid int64
+	fmt.Sscanf(path, "/clientes/51/campaigns/%d", &cid)
+	queued, err := e.sender.Preview(ctx, "51", cid, 10)
+	if err != nil || len(queued) != 2 {
+		t.Fatalf("queued = %+v, %v", queued, err)
+	}
+	for i, q := range queued {
+		if q.Text != pv0.Samples[i].Text || formatPhone(q.To) != pv0.Samples[i].To {
+			t.Errorf("queued message %d = %s %q, the preview said %s %q", i, q.To, q.Text, pv0.Samples[i].To, pv0.Samples[i].Text)
+		}
+	}
 	p = b.get(loc)
 	for _, want := range []string{"Palermo", "Borrador", "Hola Ana", "Hola vecino", "0 de 2 procesados (0 %)", `data-action="start"`, "Campaña creada como borrador"} {
 		if !p.has(want) {
