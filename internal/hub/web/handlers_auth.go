@@ -2,6 +2,7 @@ package web
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -71,7 +72,7 @@ func (s *Server) handleLoginPost(w http.ResponseWriter, r *http.Request) {
 }
 
 func formatSeconds(d time.Duration) string {
-	return itoa(int(d.Seconds() + 0.999))
+	return strconv.Itoa(int(d.Seconds() + 0.999))
 }
 
 // minutesUp is d in whole minutes, rounded up (at least 1).

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -210,5 +209,3 @@ func (s *Server) handleWhatsAppLogout(w http.ResponseWriter, r *http.Request) {
 	s.log.Info("web unlink", "cliente_id", id, "by", hub.PrincipalFrom(r.Context()).Username)
 	seeOther(w, r, "/clientes/"+id+"/whatsapp", "unlinked")
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }

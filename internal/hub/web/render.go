@@ -20,20 +20,18 @@ import (
 	"github.com/leadmaster/leadmaster/internal/hub"
 )
 
-// pageTemplate is one page's template set: the layout and the page's own file.
-type pageTemplate = template.Template
-
 // pageNames are the files under templates/ that are pages (layout.html is in each set).
 var pageNames = []string{
 	"login", "error", "clientes", "whatsapp", "leads", "lead", "conversations", "conversation",
 	"campaigns", "campaign", "users", "apikeys",
 }
 
-// parsePages parses every page once per language, the translation function bound to it.
-func parsePages() (map[string]map[string]*pageTemplate, error) {
-	out := map[string]map[string]*pageTemplate{}
+// parsePages parses every page once per language, the translation function bound to it. A
+// page's set is the layout and the page's own file.
+func parsePages() (map[string]map[string]*template.Template, error) {
+	out := map[string]map[string]*template.Template{}
 	for _, lang := range languages {
-		out[lang] = map[string]*pageTemplate{}
+		out[lang] = map[string]*template.Template{}
 		for _, name := range pageNames {
 			t, err := template.New(name).Funcs(funcs(lang)).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
 			if err != nil {

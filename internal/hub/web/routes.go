@@ -2,6 +2,7 @@ package web
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/leadmaster/leadmaster/internal/hub"
@@ -130,7 +131,7 @@ func (s *Server) authenticate(k kind, next http.Handler) http.Handler {
 		p := s.principal(r)
 		if p == nil {
 			if k == page && r.Method == http.MethodGet {
-				http.Redirect(w, r, "/login?next="+urlQueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+				http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 				return
 			}
 			s.fail(w, r, k, hub.Errorf(hub.CodeUnauthorized, "log in first"))

@@ -7,7 +7,6 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -138,5 +137,3 @@ func clientAddr(r *http.Request) string {
 	}
 	return host
 }
-
-func urlQueryEscape(s string) string { return url.QueryEscape(s) }

@@ -14,6 +14,7 @@ package web
 import (
 	"context"
 	"embed"
+	"html/template"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -59,7 +60,7 @@ type Server struct {
 	Deps
 	log     *slog.Logger
 	mux     *http.ServeMux
-	pages   map[string]map[string]*pageTemplate // language -> page name -> template
+	pages   map[string]map[string]*template.Template // language -> page name -> template
 	static  fs.FS
 	assetV  string // a hash of the static files, appended to their URLs to bust caches
 	timeout time.Duration
