@@ -9,9 +9,11 @@ package web_test
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"net"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,7 +25,13 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"github.com/leadmaster/leadmaster/internal/config"
 	"github.com/leadmaster/leadmaster/internal/fakewa"
+	"github.com/leadmaster/leadmaster/internal/hub"
+	"github.com/leadmaster/leadmaster/internal/hub/auth"
+	"github.com/leadmaster/leadmaster/internal/hub/proxy"
+	"github.com/leadmaster/leadmaster/internal/hub/web"
+	"github.com/leadmaster/leadmaster/internal/store"
 )
 
 var updateScreenshots = flag.Bool("update-screenshots", false, "copy the browser test's screenshots into docs/screenshots")
@@ -312,6 +320,99 @@ func login(base, user, password string) chromedp.Action[chromedp.Void] {
 	)
 }
 
+// tab is a headless Chromium tab and the JavaScript errors its pages threw.
+type tab struct {
+	t   *testing.T
+	ctx context.Context
+
+	mu       sync.Mutex
+	jsErrors []string
+}
+
+// openBrowser starts Chromium with the flags that work on a machine without network (no
+// background requests, QUIC or component updates) and a fresh profile in dir.
+func openBrowser(t *testing.T, ctx context.Context, path, dir string) *tab {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(filepath.Join(dir, "chromium")),
+		chromedp.WindowSize(1280, 900),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	t.Cleanup(cancelAlloc)
+	bctx, cancelBrowser := chromedp.NewContext(allocCtx)
+	t.Cleanup(cancelBrowser)
+	b := &tab{t: t, ctx: bctx}
+	if err := chromedp.Listen(bctx, func(ev any) {
+		if ev, ok := ev.(*runtime.EventExceptionThrown); ok {
+			b.mu.Lock()
+			b.jsErrors = append(b.jsErrors, fmt.Sprintf("%s %s:%d", ev.ExceptionDetails.Text, ev.ExceptionDetails.URL, ev.ExceptionDetails.LineNumber))
+			b.mu.Unlock()
+		}
+	}); err != nil {
+		t.Fatalf("start Chromium: %v", err)
+	}
+	return b
+}
+
+func (b *tab) fail(step string, err error) {
+	b.t.Helper()
+	html, _ := chromedp.Run(b.ctx, chromedp.OuterHTML(chromedp.CSS("html")))
+	b.t.Fatalf("%s: %v\npage:\n%s", step, err, html)
+}
+
+func (b *tab) do(step string, steps ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	if err := chromedp.Do(b.ctx, steps...); err != nil {
+		b.fail(step, err)
+	}
+}
+
+func (b *tab) text(step string, sel chromedp.CSS) string {
+	b.t.Helper()
+	v, err := chromedp.Run(b.ctx, chromedp.Text(sel))
+	if err != nil {
+		b.fail(step, err)
+	}
+	return strings.TrimSpace(v)
+}
+
+func (b *tab) attr(step string, sel chromedp.CSS, name string) string {
+	b.t.Helper()
+	v, err := chromedp.Run(b.ctx, chromedp.AttributeValue(sel, name))
+	if err != nil {
+		b.fail(step, err)
+	}
+	return v.Value
+}
+
+// location is the tab's path, without the query.
+func (b *tab) location(base string) string {
+	b.t.Helper()
+	v, err := chromedp.Run(b.ctx, chromedp.Location())
+	if err != nil {
+		b.fail("location", err)
+	}
+	return strings.TrimPrefix(strings.SplitN(v, "?", 2)[0], base)
+}
+
+func (b *tab) checkJS() {
+	b.t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.jsErrors) > 0 {
+		b.t.Errorf("JavaScript errors in the pages: %q", b.jsErrors)
+	}
+}
+
 func TestBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the browser test builds the daemons and runs Chromium; skipped with -short")
@@ -377,74 +478,12 @@ name = "Automotores Norte"
 	startDaemon(t, "central-hub", dir, hubSock, nil, hubBin, "--config", cfg)
 	base := "http://" + hubAddr
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browserPath),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(filepath.Join(dir, "chromium")),
-		chromedp.WindowSize(1280, 900),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(allocCtx)
-	defer cancelBrowser()
-	var mu sync.Mutex
-	var jsErrors []string
-	if err := chromedp.Listen(bctx, func(ev any) {
-		if ev, ok := ev.(*runtime.EventExceptionThrown); ok {
-			mu.Lock()
-			jsErrors = append(jsErrors, fmt.Sprintf("%s %s:%d", ev.ExceptionDetails.Text, ev.ExceptionDetails.URL, ev.ExceptionDetails.LineNumber))
-			mu.Unlock()
-		}
-	}); err != nil {
-		t.Fatalf("start Chromium: %v", err)
-	}
-	fail := func(step string, err error) {
-		t.Helper()
-		html, _ := chromedp.Run(bctx, chromedp.OuterHTML(chromedp.CSS("html")))
-		t.Fatalf("%s: %v\npage:\n%s", step, err, html)
-	}
-	do := func(step string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(bctx, steps...); err != nil {
-			fail(step, err)
-		}
-	}
-	text := func(step string, sel chromedp.CSS) string {
-		t.Helper()
-		v, err := chromedp.Run(bctx, chromedp.Text(sel))
-		if err != nil {
-			fail(step, err)
-		}
-		return strings.TrimSpace(v)
-	}
-	attr := func(step string, sel chromedp.CSS, name string) string {
-		t.Helper()
-		v, err := chromedp.Run(bctx, chromedp.AttributeValue(sel, name))
-		if err != nil {
-			fail(step, err)
-		}
-		return v.Value
-	}
-	location := func() string {
-		t.Helper()
-		v, err := chromedp.Run(bctx, chromedp.Location())
-		if err != nil {
-			fail("location", err)
-		}
-		return strings.TrimPrefix(strings.SplitN(v, "?", 2)[0], base)
-	}
+	b := openBrowser(t, ctx, browserPath, dir)
 
 	// Log in as the cliente's member.
-	do("login page", navigate(base, "/", 200), chromedp.WaitVisible(chromedp.ID("username")), sh.take("login"))
+	b.do("login page", navigate(base, "/", 200), chromedp.WaitVisible(chromedp.ID("username")), sh.take("login"))
 	// The accessibility check finds what it looks for (an unlabelled input, faint text).
-	problems, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](`(() => {
+	problems, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](`(() => {
 		const p = document.createElement("p"); p.style.color = "#bbb"; p.textContent = "faint";
 		const i = document.createElement("input"); i.id = "unlabelled";
 		document.querySelector("main").append(p, i);
@@ -452,23 +491,23 @@ name = "Automotores Norte"
 	if err != nil || len(problems) != 2 || !strings.HasPrefix(problems[0], "no label") || !strings.HasPrefix(problems[1], "contrast") {
 		t.Errorf("accessibility check of a spoiled page = %q (%v), want an unlabelled input and faint text", problems, err)
 	}
-	do("log in", login(base, "vendedora", memberPassword))
+	b.do("log in", login(base, "vendedora", memberPassword))
 
 	// Link: the page shows the QR; the fake phone scans it; the page turns to linked by itself.
-	do("link page",
+	b.do("link page",
 		navigate(base, "/clientes/51/whatsapp", 200),
 		waitJS(`document.getElementById("qr-image").dataset.qr.length > 10 && document.getElementById("qr-image").complete`),
 		sh.take("link-qr"),
 	)
-	qr := attr("qr", "#qr-image", "data-qr")
+	qr := b.attr("qr", "#qr-image", "data-qr")
 	if err := fake.ScanQR(ctx, qr, linkedPhone); err != nil {
 		t.Fatalf("the fake phone could not scan the QR shown on the page (%.30q...): %v", qr, err)
 	}
-	do("linked",
+	b.do("linked",
 		waitJS(`!document.getElementById("panel-linked").hidden && document.getElementById("linked-text").textContent.includes("5555-0000")`),
 		sh.take("link-linked"),
 	)
-	if got := text("linked text", "#linked-text"); got != "Vinculado como +54 9 11 5555-0000" {
+	if got := b.text("linked text", "#linked-text"); got != "Vinculado como +54 9 11 5555-0000" {
 		t.Errorf("linked text = %q", got)
 	}
 
@@ -477,7 +516,7 @@ name = "Automotores Norte"
 	os.WriteFile(badCSV, []byte("telefono,nombre,etiquetas\n+"+carlaPhone+",Carla,palermo\n11-5555,Pedro,\n+"+luciaPhone+",Lucía,\"palermo,alquiler\"\n"), 0o644)
 	goodCSV := filepath.Join(dir, "leads.csv")
 	os.WriteFile(goodCSV, []byte("telefono,nombre,etiquetas\n+"+carlaPhone+",Carla,palermo\n+5491155557777,Pedro,centro\n+"+luciaPhone+",Lucía,\"palermo,alquiler\"\n"), 0o644)
-	do("import with an error",
+	b.do("import with an error",
 		navigate(base, "/clientes/51/leads", 200),
 		chromedp.SetUploadFiles(chromedp.ID("import-file"), []string{badCSV}),
 		chromedp.Click(chromedp.CSS(`#import form button[type="submit"]`)),
@@ -485,21 +524,21 @@ name = "Automotores Norte"
 		chromedp.ScrollIntoView(chromedp.ID("import")),
 		sh.take("leads-import-error"),
 	)
-	if got := text("import error", `#import-errors tr[data-line="3"]`); !strings.Contains(got, "Línea 3") || !strings.Contains(got, "11-5555") {
+	if got := b.text("import error", `#import-errors tr[data-line="3"]`); !strings.Contains(got, "Línea 3") || !strings.Contains(got, "11-5555") {
 		t.Errorf("import error row = %q, want line 3 with the bad value", got)
 	}
-	do("import",
+	b.do("import",
 		chromedp.SetUploadFiles(chromedp.ID("import-file"), []string{goodCSV}),
 		chromedp.Click(chromedp.CSS(`#import form button[type="submit"]`)),
 		chromedp.WaitVisible(chromedp.ID("import-result")),
 	)
-	if got := text("import result", "#import-result"); !strings.Contains(got, "3 leads nuevos") {
+	if got := b.text("import result", "#import-result"); !strings.Contains(got, "3 leads nuevos") {
 		t.Errorf("import result = %q", got)
 	}
-	do("leads", navigate(base, "/clientes/51/leads", 200), sh.take("leads"))
+	b.do("leads", navigate(base, "/clientes/51/leads", 200), sh.take("leads"))
 
 	// Campaign: the live preview renders the message for real leads; start; progress to 100%.
-	do("new campaign",
+	b.do("new campaign",
 		navigate(base, "/clientes/51/campaigns", 200),
 		chromedp.SendKeys(chromedp.ID("c-name"), "Palermo, marzo"),
 		chromedp.Click(chromedp.ID("who-tag")),
@@ -509,10 +548,10 @@ name = "Automotores Norte"
 		chromedp.ScrollIntoView(chromedp.ID("new-campaign")),
 		sh.take("campaign-new-preview"),
 	)
-	if got := text("preview", "#preview-body"); !strings.Contains(got, "Le llega a 2 leads") || !strings.Contains(got, "Hola Lucía") {
+	if got := b.text("preview", "#preview-body"); !strings.Contains(got, "Le llega a 2 leads") || !strings.Contains(got, "Hola Lucía") {
 		t.Errorf("preview = %q", got)
 	}
-	do("create campaign",
+	b.do("create campaign",
 		chromedp.Click(chromedp.CSS(`#campaign-form button[value="create"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`form[data-action="start"] button`)),
 		sh.take("campaign-draft"),
@@ -520,10 +559,10 @@ name = "Automotores Norte"
 		waitJS(`document.getElementById("campaign-progress").value === 100`),
 		sh.take("campaign-done"),
 	)
-	if got := text("progress", "#campaign-progress-text"); got != "2 de 2 procesados (100 %)" {
+	if got := b.text("progress", "#campaign-progress-text"); got != "2 de 2 procesados (100 %)" {
 		t.Errorf("progress = %q", got)
 	}
-	if got := text("failed", `[data-count="failed"]`); got != "0" {
+	if got := b.text("failed", `[data-count="failed"]`); got != "0" {
 		t.Errorf("failed messages = %s, want 0", got)
 	}
 	for _, phone := range []string{carlaPhone, luciaPhone} {
@@ -531,14 +570,14 @@ name = "Automotores Norte"
 			t.Errorf("%s received %+v, want the campaign message once", phone, got)
 		}
 	}
-	campaignPath := location()
+	campaignPath := b.location(base)
 
 	// Conversations: Carla answers; her reply shows in her conversation by itself.
-	do("conversations", navigate(base, "/clientes/51/conversations", 200))
+	b.do("conversations", navigate(base, "/clientes/51/conversations", 200))
 	if _, err := fake.SendText(ctx, carlaPhone, linkedPhone, "¡Sí! ¿Tienen algo de dos ambientes?", "Carla"); err != nil {
 		t.Fatal(err)
 	}
-	do("conversation",
+	b.do("conversation",
 		waitJS(`fetch(location.href).then(r => r.text()).then(t => t.includes("dos ambientes"))`),
 		navigate(base, "/clientes/51/conversations", 200),
 		sh.take("conversations"),
@@ -546,10 +585,10 @@ name = "Automotores Norte"
 		waitJS(`document.querySelector("ol.thread") !== null && document.querySelector("ol.thread").textContent.includes("dos ambientes")`),
 		sh.take("conversation"),
 	)
-	leadPath := location()
+	leadPath := b.location(base)
 
 	// The clientes overview, as the admin sees it; users and API keys.
-	do("admin",
+	b.do("admin",
 		chromedp.Click(chromedp.CSS(`form[action="/logout"] button`)),
 		chromedp.WaitVisible(chromedp.ID("username")),
 		login(base, "admin", adminPassword),
@@ -567,21 +606,21 @@ name = "Automotores Norte"
 	)
 
 	// A member of cliente 52 sees none of cliente 51: pages and fragments answer 403.
-	do("outsider",
+	b.do("outsider",
 		chromedp.Click(chromedp.CSS(`form[action="/logout"] button`)),
 		chromedp.WaitVisible(chromedp.ID("username")),
 		login(base, "otro", outsiderPassword),
 		navigate(base, "/clientes", 200),
 	)
-	rows, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll("tr[data-cliente]").length`))
-	if err != nil || rows != 1 || strings.Contains(text("clientes", "main"), "Inmobiliaria") {
+	rows, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll("tr[data-cliente]").length`))
+	if err != nil || rows != 1 || strings.Contains(b.text("clientes", "main"), "Inmobiliaria") {
 		t.Errorf("outsider's clientes page lists %d clientes (%v), want only its own", rows, err)
 	}
-	do("forbidden page", navigate(base, "/clientes/51/whatsapp", 403), sh.take("forbidden"))
-	if body := text("forbidden", "main"); !strings.Contains(body, "No tenés acceso") || strings.Contains(body, "Inmobiliaria") {
+	b.do("forbidden page", navigate(base, "/clientes/51/whatsapp", 403), sh.take("forbidden"))
+	if body := b.text("forbidden", "main"); !strings.Contains(body, "No tenés acceso") || strings.Contains(body, "Inmobiliaria") {
 		t.Errorf("403 page says %q", body)
 	}
-	csrf := attr("csrf", "body", "data-csrf")
+	csrf := b.attr("csrf", "body", "data-csrf")
 	for _, tt := range []struct {
 		method, path string
 		want         int
@@ -603,29 +642,25 @@ name = "Automotores Norte"
 		{"GET", "/users", 403},
 		{"GET", "/apikeys", 403},
 	} {
-		got, err := chromedp.Run(bctx, status(tt.method, tt.path, csrf))
+		got, err := chromedp.Run(b.ctx, status(tt.method, tt.path, csrf))
 		if err != nil || got != tt.want {
 			t.Errorf("outsider: %s %s = %d (%v), want %d", tt.method, tt.path, got, err, tt.want)
 		}
 	}
 
 	// The language switch: the same pages in English.
-	do("english",
+	b.do("english",
 		chromedp.SetValue(chromedp.ID("lang-select"), "en"),
 		chromedp.Click(chromedp.CSS(`form[action="/lang"] button`)),
 		waitJS(`document.documentElement.lang === "en"`),
 		navigate(base, "/clientes", 200),
 	)
-	lang, heading, header := attr("lang", "html", "lang"), text("heading", "main h1"), text("header", "header")
+	lang, heading, header := b.attr("lang", "html", "lang"), b.text("heading", "main h1"), b.text("header", "header")
 	if lang != "en" || heading != "Clientes" || !strings.Contains(header, "Log out") {
 		t.Errorf("after choosing English: <html lang=%q>, heading %q, header %q", lang, heading, header)
 	}
 
-	mu.Lock()
-	if len(jsErrors) > 0 {
-		t.Errorf("JavaScript errors in the pages: %q", jsErrors)
-	}
-	mu.Unlock()
+	b.checkJS()
 	t.Logf("browser scenario done in %s (with the build); %d screenshots", time.Since(start).Round(time.Millisecond), len(sh.all))
 
 	if *updateScreenshots && !t.Failed() {
@@ -640,4 +675,94 @@ name = "Automotores Norte"
 		}
 		t.Logf("copied %d screenshots into %s", len(sh.all), dst)
 	}
+}
+
+// rotatingSessions is a session manager whose QR code the test replaces, as WhatsApp does
+// every 20 to 60 seconds, and that the test then links.
+type rotatingSessions struct {
+	mu                sync.Mutex
+	state, qr, linked string
+}
+
+func (f *rotatingSessions) set(state, qr, linked string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.state, f.qr, f.linked = state, qr, linked
+}
+
+func (f *rotatingSessions) Status(_ context.Context, id string, _ time.Duration) proxy.Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return proxy.Status{Cliente: id, State: f.state, Phone: f.linked}
+}
+
+func (f *rotatingSessions) StatusAll(ctx context.Context, ids []string, d time.Duration) []proxy.Status {
+	out := make([]proxy.Status, len(ids))
+	for i, id := range ids {
+		out[i] = f.Status(ctx, id, d)
+	}
+	return out
+}
+
+func (f *rotatingSessions) Call(_ context.Context, _, method, path string, _, out any, _ time.Duration) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if method != "GET" || path != "/qr" || f.state != "qr" {
+		return hub.Errorf(hub.CodeConflict, "not showing a QR")
+	}
+	b, _ := json.Marshal(map[string]string{"code": f.qr, "expires_at": time.Now().Add(20 * time.Second).Format(time.RFC3339)})
+	return json.Unmarshal(b, out)
+}
+
+// The link page redraws the QR code when the session manager's code changes, without a reload,
+// and turns to linked when the phone scans.
+func TestBrowserQRRotates(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs Chromium; skipped with -short")
+	}
+	browserPath := chromium()
+	if browserPath == "" {
+		t.Skip("Chromium is not installed (apt-get install chromium, or make test installs it): the web UI's browser test is skipped")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	cfg, err := config.Parse("test.toml", []byte("[clientes.51]\nname = \"Inmobiliaria Sur\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(ctx, filepath.Join(dir, "hub.db"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx, auth.Component, auth.Migrations); err != nil {
+		t.Fatal(err)
+	}
+	authSvc := auth.New(db, auth.Options{Params: auth.Params{Memory: 64, Time: 1, Threads: 1}})
+	if _, err := authSvc.CreateUser(ctx, auth.NewUser{Username: "vendedora", Password: memberPassword, Role: hub.RoleMember, ClienteID: "51"}); err != nil {
+		t.Fatal(err)
+	}
+	sm := &rotatingSessions{}
+	sm.set("qr", "2@first-code,AAAA,BBBB,CCCC", "")
+	ts := httptest.NewServer(web.New(web.Deps{Config: func() *config.Config { return cfg }, Auth: authSvc, Sessions: sm}))
+	defer ts.Close()
+
+	b := openBrowser(t, ctx, browserPath, dir)
+	b.do("login", login(ts.URL, "vendedora", memberPassword), navigate(ts.URL, "/clientes/51/whatsapp", 200))
+	first := b.attr("first image", "#qr-image", "src")
+	if got := b.attr("first code", "#qr-image", "data-qr"); got != "2@first-code,AAAA,BBBB,CCCC" || !strings.HasPrefix(first, "data:image/png;base64,") {
+		t.Fatalf("QR shown = %q (src %.40q)", got, first)
+	}
+	sm.set("qr", "2@second-code,DDDD,EEEE,FFFF", "")
+	b.do("rotation", waitJS(`document.getElementById("qr-image").dataset.qr === "2@second-code,DDDD,EEEE,FFFF"`))
+	if second := b.attr("second image", "#qr-image", "src"); second == first || !strings.HasPrefix(second, "data:image/png;base64,") {
+		t.Errorf("the image did not change with the code")
+	}
+	sm.set("connected", "", "+5491155550000")
+	b.do("linked", waitJS(`document.getElementById("linked-text").textContent === "Vinculado como +54 9 11 5555-0000" && document.getElementById("panel-qr").hidden && document.getElementById("pair").hidden`))
+	// Unlinked from the phone: a new code appears, and the page shows it again.
+	sm.set("qr", "2@third-code,GGGG,HHHH,IIII", "")
+	b.do("unlinked", waitJS(`!document.getElementById("panel-qr").hidden && document.getElementById("qr-image").dataset.qr === "2@third-code,GGGG,HHHH,IIII" && document.getElementById("panel-linked").hidden`))
+	b.checkJS()
 }
