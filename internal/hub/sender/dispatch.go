@@ -16,9 +16,11 @@ import (
 	"github.com/leadmaster/leadmaster/internal/store"
 )
 
-// failuresToPause is how many transient failures in a row (with no success between) pause a
-// cliente's sending: the session manager keeps answering but WhatsApp keeps refusing, which
-// is how a restriction often looks before WhatsApp says so.
+// failuresToPause is how many transient failures in a row (with no success between, over at
+// least Service.failureWindow) pause a cliente's sending: the session manager keeps answering
+// but WhatsApp keeps refusing, which is how a restriction often looks before WhatsApp says
+// so. The time condition keeps a burst (every send in flight failing when a connection
+// drops) from counting as a pattern.
 const failuresToPause = 10
 
 // maxRetryDelay caps the backoff between attempts of one message.
@@ -88,7 +90,7 @@ func (s *Service) ResumeSending(ctx context.Context, cliente string) error {
 	}
 	if d := s.dispatcher(cliente); d != nil {
 		d.mu.Lock()
-		d.failures, d.waitUntil, d.waitStep = 0, time.Time{}, 0
+		d.failures, d.failSince, d.waitUntil, d.waitStep = 0, time.Time{}, time.Time{}, 0
 		d.mu.Unlock()
 	}
 	s.log.Info("sending resumed", "cliente_id", cliente)
@@ -122,6 +124,7 @@ type dispatcher struct {
 	waitUntil time.Time     // the session manager is unavailable until then
 	waitStep  time.Duration // the current wait, doubled each time
 	failures  int           // transient failures in a row
+	failSince time.Time     // when the first of them happened
 	status    string
 	lastSent  time.Time
 }
@@ -575,9 +578,18 @@ func (d *dispatcher) send(ctx context.Context, m *Message, p Pacing) {
 			d.log.Debug("session manager unavailable; waiting", "wait", step, "err", se.Message)
 		}
 	default:
+		// Every failure also slows the whole cliente down for a moment, so a session manager
+		// in trouble is not hammered by the messages behind this one.
 		d.mu.Lock()
+		if d.failures == 0 {
+			d.failSince = now
+		}
 		d.failures++
-		failures := d.failures
+		failures, since := d.failures, now.Sub(d.failSince)
+		if !now.Before(d.waitUntil) {
+			d.waitStep = min(max(d.waitStep*2, time.Second), d.s.waitMax)
+			d.waitUntil = now.Add(d.waitStep)
+		}
 		d.mu.Unlock()
 		if m.Attempts >= p.MaxAttempts {
 			d.log.Warn("message failed after its last attempt", "message_id", m.ID, "attempts", m.Attempts, "err", se.Message)
@@ -590,7 +602,7 @@ func (d *dispatcher) send(ctx context.Context, m *Message, p Pacing) {
 			d.exec(rctx, `UPDATE sender_messages SET state = 'queued', next_at = ?, error = ?, updated_at = ?
 				WHERE cliente_id = ? AND id = ? AND state = 'sending'`, hub.Millis(now.Add(delay)), se.Message, nowMS, d.cliente, m.ID)
 		}
-		if failures >= failuresToPause {
+		if failures >= failuresToPause && since >= d.s.failureWindow {
 			if _, err := d.s.pause(rctx, d.s.db, d.cliente, fmt.Sprintf("%d sends failed in a row (last: %s); check the number on the phone, then resume", failures, se.Message)); err != nil {
 				d.log.Error("pause sending", "err", err)
 			}

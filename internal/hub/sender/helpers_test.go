@@ -133,7 +133,7 @@ func newEnv(tb testing.TB, dsn, toml string) *env {
 	e := &env{t: tb, db: db, gw: newFakeGateway()}
 	e.cfg.Store(cfg)
 	e.s = New(Options{DB: db, Config: e.cfg.Load, Gateway: e.gw})
-	e.s.retryBase, e.s.waitMax, e.s.pollEvery = 20*time.Millisecond, 100*time.Millisecond, 50*time.Millisecond
+	e.s.retryBase, e.s.waitMax, e.s.pollEvery, e.s.failureWindow = 20*time.Millisecond, 100*time.Millisecond, 50*time.Millisecond, 200*time.Millisecond
 	e.ev = events.NewStore(db, e.s)
 	return e
 }

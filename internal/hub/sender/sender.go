@@ -144,6 +144,9 @@ type Service struct {
 	waitMax     time.Duration // longest pause while the session manager is unavailable
 	pollEvery   time.Duration // longest sleep when nothing is due
 	unpacedConc int           // messages in flight at once when a cliente has no pacing
+	// failureWindow is how long failures must go on (with failuresToPause of them) before
+	// they pause the cliente.
+	failureWindow time.Duration
 }
 
 // New returns a Service. Call Run to start sending.
@@ -157,6 +160,7 @@ func New(o Options) *Service {
 		now: time.Now, rand: mrand.Float64,
 		dispatchers: map[string]*dispatcher{}, wakes: map[string]chan struct{}{}, zones: map[string]*time.Location{},
 		retryBase: 5 * time.Second, waitMax: 15 * time.Second, pollEvery: 5 * time.Second, unpacedConc: 8,
+		failureWindow: time.Minute,
 	}
 }
 
