@@ -11,7 +11,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/leadmaster/leadmaster/internal/store"
@@ -114,16 +113,9 @@ func PrincipalFrom(ctx context.Context) *Principal {
 	return p
 }
 
-// Migration builds a store.Migration from SQL written once for both dialects. Two words are
-// rewritten: ID_PK becomes an auto-increment primary key, and the rest is plain SQL that
-// SQLite and PostgreSQL both accept (times are BIGINT Unix milliseconds, booleans INTEGER 0/1).
-func Migration(version int, sql string) store.Migration {
-	return store.Migration{
-		Version:  version,
-		SQL:      strings.ReplaceAll(sql, "ID_PK", "INTEGER PRIMARY KEY AUTOINCREMENT"),
-		Postgres: strings.ReplaceAll(sql, "ID_PK", "BIGSERIAL PRIMARY KEY"),
-	}
-}
+// Migration builds a store.Migration from SQL written once for both dialects (see
+// store.Portable: ID_PK becomes an auto-increment primary key).
+func Migration(version int, sql string) store.Migration { return store.Portable(version, sql) }
 
 // Millis converts t to the Unix milliseconds the hub's tables store.
 func Millis(t time.Time) int64 { return t.UnixMilli() }

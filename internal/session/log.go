@@ -11,9 +11,9 @@ import (
 )
 
 var migrations = []store.Migration{
-	{Version: 1, SQL: `
+	store.Portable(1, `
 CREATE TABLE lm_events (
-	seq INTEGER PRIMARY KEY AUTOINCREMENT,
+	seq ID_PK,
 	type TEXT NOT NULL,
 	at_ms BIGINT NOT NULL,
 	data TEXT NOT NULL
@@ -27,23 +27,7 @@ CREATE TABLE lm_ledger (
 	attempts INTEGER NOT NULL DEFAULT 0,
 	created_ms BIGINT NOT NULL,
 	sent_ms BIGINT
-)`, Postgres: `
-CREATE TABLE lm_events (
-	seq BIGSERIAL PRIMARY KEY,
-	type TEXT NOT NULL,
-	at_ms BIGINT NOT NULL,
-	data TEXT NOT NULL
-);
-CREATE TABLE lm_ledger (
-	id TEXT PRIMARY KEY,
-	to_jid TEXT NOT NULL,
-	digest TEXT NOT NULL,
-	state TEXT NOT NULL,
-	error TEXT NOT NULL DEFAULT '',
-	attempts INTEGER NOT NULL DEFAULT 0,
-	created_ms BIGINT NOT NULL,
-	sent_ms BIGINT
-)`},
+)`),
 }
 
 // Migrate creates or upgrades the session manager's own tables.

@@ -201,6 +201,18 @@ type Migration struct {
 	Postgres string
 }
 
+// Portable builds a Migration from SQL written once for both dialects: ID_PK becomes an
+// auto-increment integer primary key (INTEGER PRIMARY KEY AUTOINCREMENT on SQLite, BIGSERIAL
+// PRIMARY KEY on PostgreSQL); the rest must be SQL both accept (times as BIGINT Unix
+// milliseconds, booleans as INTEGER 0/1).
+func Portable(version int, sql string) Migration {
+	return Migration{
+		Version:  version,
+		SQL:      strings.ReplaceAll(sql, "ID_PK", "INTEGER PRIMARY KEY AUTOINCREMENT"),
+		Postgres: strings.ReplaceAll(sql, "ID_PK", "BIGSERIAL PRIMARY KEY"),
+	}
+}
+
 // Migrate applies the migrations of component that are not yet applied, each in its own
 // transaction, in version order. Versions must start at 1 and have no gaps.
 func (db *DB) Migrate(ctx context.Context, component string, migrations []Migration) error {
