@@ -81,6 +81,15 @@ func TestWebhookSettingsOverHTTP(t *testing.T) {
 	if got.URL != "https://crm.example/hook" || got.Secret == set.Secret {
 		t.Errorf("GET webhook = %+v, want the URL and a masked secret", got)
 	}
+	// A member cannot aim the hub at this host or a private network; an admin can.
+	for _, u := range []string{"http://127.0.0.1:8080/x", "http://localhost/x", "http://10.1.2.3/x", "http://[::1]/x", "http://169.254.169.254/latest"} {
+		if r := e.do("PUT", "/api/clientes/51/webhook", e.member51, map[string]string{"url": u}); r.status != 422 || !strings.Contains(string(r.body), "only an admin") {
+			t.Errorf("member PUT %s: %d %s, want 422", u, r.status, r.body)
+		}
+	}
+	if r := e.do("PUT", "/api/clientes/51/webhook", e.adminToken, map[string]string{"url": "http://127.0.0.1:8080/x"}); r.status != 200 {
+		t.Errorf("admin PUT a local webhook: %d %s, want 200", r.status, r.body)
+	}
 	if r := e.do("PUT", "/api/clientes/51/webhook", e.member51, map[string]string{"url": "gopher://x"}); r.status != 422 {
 		t.Errorf("bad URL: %d %s", r.status, r.body)
 	}

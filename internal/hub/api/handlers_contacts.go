@@ -1,9 +1,14 @@
 package api
 
 import (
+	"context"
 	"mime"
+	"net"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/leadmaster/leadmaster/internal/hub"
 	"github.com/leadmaster/leadmaster/internal/hub/contacts"
@@ -215,6 +220,12 @@ func (s *Server) handleWebhookSet(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if !hub.PrincipalFrom(r.Context()).IsAdmin() {
+		if err := publicDestination(r.Context(), req.URL); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
 	st, err := s.Webhooks.Set(r.Context(), r.PathValue("id"), req.URL, req.Secret)
 	if err != nil {
 		s.fail(w, r, err)
@@ -252,4 +263,39 @@ func (s *Server) handleWebhookDeliveryRetry(w http.ResponseWriter, r *http.Reque
 		return
 	}
 	w.WriteHeader(http.StatusAccepted)
+}
+
+// publicDestination refuses a webhook URL that points at this host or a private network:
+// without it, a cliente's member could make the hub post to internal services. Admins (and
+// the TOML) may still name such addresses. A name that does not resolve now is accepted; its
+// deliveries fail and show in the dead-letter list.
+func publicDestination(ctx context.Context, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Hostname() == "" {
+		return nil // Webhooks.Set explains malformed URLs
+	}
+	host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return hub.Errorf(hub.CodeInvalid, "webhook URL %q points at this host; only an admin can set such a URL", raw)
+	}
+	var ips []net.IP
+	if ip := net.ParseIP(host); ip != nil {
+		ips = []net.IP{ip}
+	} else {
+		lctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		addrs, err := net.DefaultResolver.LookupIPAddr(lctx, host)
+		if err != nil {
+			return nil
+		}
+		for _, a := range addrs {
+			ips = append(ips, a.IP)
+		}
+	}
+	for _, ip := range ips {
+		if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified() || ip.IsMulticast() {
+			return hub.Errorf(hub.CodeInvalid, "webhook URL %q points at a local or private address (%s); only an admin can set such a URL", raw, ip)
+		}
+	}
+	return nil
 }
