@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -446,37 +448,63 @@ func (s *Service) listRecipients(ctx context.Context, cliente string, r Recipien
 	if err := rows.Err(); err != nil {
 		return nil, 0, nil, fmt.Errorf("load leads: %w", err)
 	}
+	// Normalizing numbers (libphonenumber) is most of the work for a big list: spread it
+	// over the CPUs, then assemble in list order.
+	type parsed struct {
+		phone string
+		cols  map[string]string
+		err   error
+	}
+	res := make([]parsed, len(r.List))
+	workers := min(runtime.GOMAXPROCS(0), max(len(r.List)/1000, 1))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(r.List); i += workers {
+				cols := make(map[string]string, len(r.List[i]))
+				raw := ""
+				for k, v := range r.List[i] {
+					k = strings.ToLower(strings.TrimSpace(k))
+					if a, ok := fieldAliases[k]; ok {
+						k = a
+					}
+					if k == FieldTelefono {
+						raw = v
+						continue
+					}
+					if !validField(k) {
+						res[i].err = hub.Errorf(hub.CodeInvalid, "recipients.list[%d]: column %q: a column name is letters, digits and _", i, k)
+						break
+					}
+					cols[k] = v
+				}
+				if res[i].err == nil {
+					res[i].cols = cols
+					res[i].phone, res[i].err = contacts.Normalize(raw, r.Region, false)
+				}
+			}
+		})
+	}
+	wg.Wait()
 	var out []recipient
 	var warnings []string
 	invalid := 0
-	for i, entry := range r.List {
-		cols := make(map[string]string, len(entry))
-		raw := ""
-		for k, v := range entry {
-			k = strings.ToLower(strings.TrimSpace(k))
-			if a, ok := fieldAliases[k]; ok {
-				k = a
-			}
-			if k == FieldTelefono {
-				raw = v
-				continue
-			}
-			if !validField(k) {
-				return nil, 0, nil, hub.Errorf(hub.CodeInvalid, "recipients.list[%d]: column %q: a column name is letters, digits and _", i, k)
-			}
-			cols[k] = v
+	for i, p := range res {
+		if p.err != nil && p.cols == nil {
+			return nil, 0, nil, p.err // a bad column name: the whole list is wrong
+		}
+		for k := range p.cols {
 			known[k] = true
 		}
-		phone, err := contacts.Normalize(raw, r.Region, false)
-		if err != nil {
+		if p.err != nil {
 			invalid++
 			if invalid <= maxListErrors {
-				warnings = append(warnings, fmt.Sprintf("recipients.list[%d] skipped: %v", i, err))
+				warnings = append(warnings, fmt.Sprintf("recipients.list[%d] skipped: %v", i, p.err))
 			}
 			continue
 		}
-		l := leads[phone]
-		out = append(out, recipient{lead: l.id, phone: phone, fields: leadFields(phone, l, cols)})
+		l := leads[p.phone]
+		out = append(out, recipient{lead: l.id, phone: p.phone, fields: leadFields(p.phone, l, p.cols)})
 	}
 	if invalid > maxListErrors {
 		warnings = append(warnings, fmt.Sprintf("... and %d more list entries without a valid phone", invalid-maxListErrors))
