@@ -153,6 +153,7 @@ func (a *app) serve(ctx context.Context, cfgPath, listen string, cfg *config.Con
 					m.Sample("leadmaster_hub_webhook_outbox", "gauge", "Webhook outbox entries by state.", float64(counts[st]), "state", st)
 				}
 			}
+			outbox.Metrics(context.Background(), m.Sample)
 			for id, st := range consumer.States() {
 				v := 0.0
 				if st == "following" {

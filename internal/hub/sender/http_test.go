@@ -106,3 +106,24 @@ func TestHTTP(t *testing.T) {
 		t.Errorf("nil sender: %d %s, want 503 unavailable", a.status, a.raw)
 	}
 }
+
+func TestMetrics(t *testing.T) {
+	e := newEnv(t, t.TempDir()+"/hub.db", unpaced)
+	ctx := t.Context()
+	e.s.Enqueue(ctx, "51", SendRequest{To: "+5491155551234", Text: "uno"})
+	e.s.Enqueue(ctx, "51", SendRequest{To: "+5491155551234", Text: "dos"})
+	e.s.PauseSending(ctx, "52", "")
+	got := map[string]float64{}
+	e.s.Metrics(ctx, func(name, kind, help string, v float64, labels ...string) {
+		got[name+"{"+strings.Join(labels, ",")+"}"] = v
+	})
+	for k, want := range map[string]float64{
+		"leadmaster_hub_outbox_messages{cliente,51,state,queued}": 2,
+		"leadmaster_hub_sending_paused{cliente,51}":               0,
+		"leadmaster_hub_sending_paused{cliente,52}":               1,
+	} {
+		if got[k] != want {
+			t.Errorf("%s = %v, want %v (all: %v)", k, got[k], want, got)
+		}
+	}
+}

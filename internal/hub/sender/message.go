@@ -243,3 +243,30 @@ func (s *Service) Queued(ctx context.Context) (int, error) {
 	err := s.db.QueryRow(ctx, `SELECT COUNT(*) FROM sender_messages WHERE state IN ('queued', 'sending')`).Scan(&n)
 	return n, err
 }
+
+// Metrics reports the outbox for Prometheus through sample (api.MetricsWriter.Sample):
+// messages by cliente and state, and whether each cliente's sending is paused.
+func (s *Service) Metrics(ctx context.Context, sample func(name, kind, help string, value float64, labels ...string)) {
+	rows, err := s.db.Query(ctx, `SELECT cliente_id, state, COUNT(*) FROM sender_messages GROUP BY cliente_id, state ORDER BY cliente_id, state`)
+	if err == nil {
+		for rows.Next() {
+			var cliente, state string
+			var n int
+			if rows.Scan(&cliente, &state, &n) == nil {
+				sample("leadmaster_hub_outbox_messages", "gauge", "Outbox messages by cliente and state.", float64(n), "cliente", cliente, "state", state)
+			}
+		}
+		rows.Close()
+	}
+	for _, id := range s.cfg().ClienteIDs() {
+		st, err := s.clienteState(ctx, s.db, id)
+		if err != nil {
+			return
+		}
+		v := 0.0
+		if st.Paused {
+			v = 1
+		}
+		sample("leadmaster_hub_sending_paused", "gauge", "1 while the cliente's sending is paused (see GET /api/clientes/{id}/sending).", v, "cliente", id)
+	}
+}
