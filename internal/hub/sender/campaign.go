@@ -631,7 +631,15 @@ type CampaignFilter struct {
 func (s *Service) Campaigns(ctx context.Context, cliente string, f CampaignFilter) ([]Campaign, error) {
 	where := "cliente_id = ?"
 	args := []any{cliente}
-	if f.State != "" {
+	switch f.State {
+	case "":
+	case CampaignScheduled:
+		where += " AND state = 'running' AND start_at > ?"
+		args = append(args, hub.Millis(s.now()))
+	case CampaignRunning:
+		where += " AND state = 'running' AND start_at <= ?"
+		args = append(args, hub.Millis(s.now()))
+	default:
 		where += " AND state = ?"
 		args = append(args, f.State)
 	}

@@ -201,6 +201,17 @@ func TestCampaign(t *testing.T) {
 		if err != nil || len(list) != 3 || list[0].ID != c3.ID {
 			t.Errorf("Campaigns = %d, %v; want 3 newest first", len(list), err)
 		}
+		n := map[string]int{}
+		for _, state := range []string{CampaignDraft, CampaignScheduled, CampaignRunning, CampaignDone, CampaignCancelled} {
+			list, err := e.s.Campaigns(ctx, "51", CampaignFilter{State: state})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n[state] = len(list)
+		}
+		if n[CampaignCancelled] != 1 || n[CampaignScheduled]+n[CampaignDraft] != 0 || n[CampaignDone]+n[CampaignRunning] != 2 {
+			t.Errorf("campaigns by state = %v, want 1 cancelled and 2 done or running", n)
+		}
 	})
 }
 
