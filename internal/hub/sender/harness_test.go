@@ -133,7 +133,15 @@ func link(t *testing.T, fake *fakewa.Server, sock string) {
 	})
 }
 
-type binaries struct{ hub, sm string }
+type binaries struct{ dir, hub, sm string }
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
 
 var (
 	buildOnce sync.Once
@@ -150,7 +158,7 @@ func buildBinaries(t *testing.T) binaries {
 			buildErr = err
 			return
 		}
-		built = binaries{hub: filepath.Join(dir, "central-hub"), sm: filepath.Join(dir, "session-manager")}
+		built = binaries{dir: dir, hub: filepath.Join(dir, "central-hub"), sm: filepath.Join(dir, "session-manager")}
 		for _, b := range [][]string{
 			{"build", "-o", built.hub, "github.com/leadmaster/leadmaster/cmd/central-hub"},
 			{"build", "-tags", "fakewa", "-o", built.sm, "github.com/leadmaster/leadmaster/cmd/session-manager"},
