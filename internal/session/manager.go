@@ -443,6 +443,9 @@ type SendResult struct {
 
 var messageID = regexp.MustCompile(`^[A-Za-z0-9]{4,64}$`)
 
+// sendTimeout bounds one send to WhatsApp, whoever asked for it.
+const sendTimeout = 60 * time.Second
+
 // MaxTextLen is the longest text accepted, WhatsApp's own limit.
 const MaxTextLen = 65536
 
@@ -488,7 +491,12 @@ func (m *Manager) Send(ctx context.Context, req SendRequest) (SendResult, error)
 	}
 	defer m.release(id)
 
-	ts, err := m.wa.SendText(ctx, to, id, text)
+	// The send does not stop when the caller goes away (a hub killed mid-request): once a
+	// message may have left, the ledger must learn how it ended, or the caller's retry would
+	// send it a second time.
+	sendCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sendTimeout)
+	defer cancel()
+	ts, err := m.wa.SendText(sendCtx, to, id, text)
 	if err != nil {
 		m.sendErrors.Add(1)
 		_, dbErr := m.opts.DB.Exec(context.WithoutCancel(ctx), `UPDATE lm_ledger SET state = 'failed', error = ? WHERE id = ?`, err.Error(), id)

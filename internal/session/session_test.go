@@ -388,3 +388,42 @@ func TestReconnectAndLogout(t *testing.T) {
 		t.Errorf("state events = %q, want %q", got, want)
 	}
 }
+
+// slowWA holds SendText until released, like a send in flight when the caller dies.
+type slowWA struct {
+	*fakeWA
+	entered, release chan struct{}
+}
+
+func (s *slowWA) SendText(ctx context.Context, to, id, text string) (time.Time, error) {
+	close(s.entered)
+	<-s.release
+	if err := ctx.Err(); err != nil {
+		return time.Time{}, err
+	}
+	return s.fakeWA.SendText(ctx, to, id, text)
+}
+
+func TestSendOutlivesItsCaller(t *testing.T) {
+	m, wa, _ := newTestManager(t, storetest.DSNs(t)["sqlite"])
+	slow := &slowWA{fakeWA: wa, entered: make(chan struct{}), release: make(chan struct{})}
+	m.wa = slow
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.Send(ctx, SendRequest{To: "+5491155551234", Text: "hola", ID: "INFLIGHT01"})
+		done <- err
+	}()
+	<-slow.entered
+	cancel() // the hub was killed mid-request
+	close(slow.release)
+	<-done
+	m.wa = wa
+	res, err := m.Send(context.Background(), SendRequest{To: "+5491155551234", Text: "hola", ID: "INFLIGHT01"})
+	if err != nil || !res.Duplicate {
+		t.Fatalf("retry after the caller died = %+v, %v; want the ledger's duplicate", res, err)
+	}
+	if len(wa.sends) != 1 {
+		t.Errorf("WhatsApp got %d sends, want 1", len(wa.sends))
+	}
+}

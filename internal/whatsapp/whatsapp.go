@@ -248,6 +248,9 @@ func (c *Client) ResolvePhone(ctx context.Context, phone string) (string, error)
 		return "", ErrNotConnected
 	}
 	res, err := cli.IsOnWhatsApp(ctx, []string{phone})
+	if errors.Is(err, whatsmeow.ErrNotConnected) {
+		return "", fmt.Errorf("check number: %w (%v)", ErrNotConnected, err)
+	}
 	if err != nil {
 		return "", fmt.Errorf("check number: %w", err)
 	}
@@ -270,6 +273,10 @@ func (c *Client) SendText(ctx context.Context, to, id, text string) (time.Time, 
 		return time.Time{}, fmt.Errorf("invalid JID %q: %w", to, err)
 	}
 	resp, err := cli.SendMessage(ctx, jid, &waE2E.Message{Conversation: proto.String(text)}, whatsmeow.SendRequestExtra{ID: types.MessageID(id)})
+	if errors.Is(err, whatsmeow.ErrNotConnected) || errors.Is(err, whatsmeow.ErrNotLoggedIn) {
+		// The connection dropped under the send: the caller should wait, not count a failure.
+		return time.Time{}, fmt.Errorf("send: %w (%v)", ErrNotConnected, err)
+	}
 	if err != nil {
 		return time.Time{}, fmt.Errorf("send: %w", err)
 	}
