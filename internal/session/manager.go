@@ -499,7 +499,7 @@ func (m *Manager) Send(ctx context.Context, req SendRequest) (SendResult, error)
 	ts, err := m.wa.SendText(sendCtx, to, id, text)
 	if err != nil {
 		m.sendErrors.Add(1)
-		_, dbErr := m.opts.DB.Exec(context.WithoutCancel(ctx), `UPDATE lm_ledger SET state = 'failed', error = ? WHERE id = ?`, err.Error(), id)
+		_, dbErr := m.opts.DB.Exec(sendCtx, `UPDATE lm_ledger SET state = 'failed', error = ? WHERE id = ?`, err.Error(), id)
 		if dbErr != nil {
 			m.log.Error("ledger update", "err", dbErr)
 		}
@@ -511,8 +511,8 @@ func (m *Manager) Send(ctx context.Context, req SendRequest) (SendResult, error)
 	}
 	// The ledger row and the "sent" event are one transaction: after a crash either both say
 	// sent, or the row still says sending and a retry resends with the same ID.
-	_, err = m.opts.Events.AppendTx(context.WithoutCancel(ctx), "sent", map[string]string{"id": id, "to": to}, func(tx *store.Tx) error {
-		_, err := tx.Exec(ctx, `UPDATE lm_ledger SET state = 'sent', error = '', sent_ms = ? WHERE id = ?`, ts.UnixMilli(), id)
+	_, err = m.opts.Events.AppendTx(sendCtx, "sent", map[string]string{"id": id, "to": to}, func(tx *store.Tx) error {
+		_, err := tx.Exec(sendCtx, `UPDATE lm_ledger SET state = 'sent', error = '', sent_ms = ? WHERE id = ?`, ts.UnixMilli(), id)
 		return err
 	})
 	if err != nil {
