@@ -13,10 +13,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/leadmaster/leadmaster/internal/daemontest"
 	"github.com/leadmaster/leadmaster/internal/fakewa"
 	"github.com/leadmaster/leadmaster/internal/hub/webhook"
 	"github.com/leadmaster/leadmaster/internal/store/storetest"
@@ -28,9 +28,6 @@ import (
 // restart of the hub, as central-hub.socket does.
 
 var (
-	buildOnce          sync.Once
-	hubBin, smBin      string
-	buildErr           error
 	e2eWebhookSecret   = "e2e-webhook-secret-0123456789"
 	linkedPhone        = "5491155550000"
 	leadPhone          = "5491155559876"
@@ -39,182 +36,6 @@ var (
 	e2eMemberPassword  = "member-password-e2e"
 	e2eOutsiderPasswrd = "outsider-password-e2e"
 )
-
-func buildBinaries(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("end-to-end test builds binaries; skipped with -short")
-	}
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "hub-e2e-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		hubBin, smBin = filepath.Join(dir, "central-hub"), filepath.Join(dir, "session-manager")
-		for _, b := range [][]string{
-			{"build", "-o", hubBin, "."},
-			{"build", "-tags", "fakewa", "-o", smBin, "../session-manager"},
-		} {
-			if out, err := exec.Command("go", b...).CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("go %s: %v\n%s", strings.Join(b, " "), err, out)
-				return
-			}
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-}
-
-// proc is a daemon started the way systemd starts it: its socket as fd 3, READY=1 read from
-// NOTIFY_SOCKET.
-type proc struct {
-	t      *testing.T
-	name   string
-	cmd    *exec.Cmd
-	stderr *syncBuffer
-	notify chan string
-	exited chan error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func startProc(t *testing.T, name string, sock *os.File, dir string, env []string, bin string, args ...string) *proc {
-	t.Helper()
-	notifyPath := filepath.Join(dir, name+".notify")
-	os.Remove(notifyPath)
-	nconn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifyPath, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{t: t, name: name, stderr: &syncBuffer{}, notify: make(chan string, 100), exited: make(chan error, 1)}
-	// LISTEN_PID must be the daemon's own PID: sh sets it, then execs (keeping the PID).
-	p.cmd = exec.Command("/bin/sh", append([]string{"-c", `LISTEN_PID=$$ exec "$0" "$@"`, bin}, args...)...)
-	p.cmd.Env = append(os.Environ(), "LISTEN_FDS=1", "LISTEN_FDNAMES="+name, "NOTIFY_SOCKET="+notifyPath)
-	p.cmd.Env = append(p.cmd.Env, env...)
-	p.cmd.ExtraFiles = []*os.File{sock}
-	p.cmd.Stderr = p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := nconn.Read(buf)
-			if err != nil {
-				return
-			}
-			for _, line := range strings.Split(string(buf[:n]), "\n") {
-				select {
-				case p.notify <- line:
-				default:
-				}
-			}
-		}
-	}()
-	go func() { p.exited <- p.cmd.Wait(); nconn.Close() }()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.exited
-		p.exited <- nil
-		if t.Failed() {
-			t.Logf("%s stderr:\n%s", name, p.stderr.String())
-		}
-	})
-	return p
-}
-
-func (p *proc) waitReady() {
-	p.t.Helper()
-	deadline := time.After(20 * time.Second)
-	for {
-		select {
-		case line := <-p.notify:
-			if line == "READY=1" {
-				return
-			}
-		case err := <-p.exited:
-			p.exited <- err
-			p.t.Fatalf("%s exited before READY=1: %v\n%s", p.name, err, p.stderr.String())
-		case <-deadline:
-			p.t.Fatalf("%s: no READY=1 within 20s\n%s", p.name, p.stderr.String())
-		}
-	}
-}
-
-// kill ends the process without warning (a crash, an OOM kill).
-func (p *proc) kill() {
-	p.cmd.Process.Signal(syscall.SIGKILL)
-	err := <-p.exited
-	p.exited <- err
-}
-
-// stop sends SIGTERM and expects a clean exit with STOPPING=1.
-func (p *proc) stop() {
-	p.t.Helper()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-p.exited:
-		p.exited <- err
-		if err != nil {
-			p.t.Errorf("%s exited with %v after SIGTERM, want 0", p.name, err)
-		}
-	case <-time.After(30 * time.Second):
-		p.t.Fatalf("%s did not stop within 30s of SIGTERM", p.name)
-	}
-	for {
-		select {
-		case line := <-p.notify:
-			if line == "STOPPING=1" {
-				return
-			}
-		default:
-			p.t.Errorf("%s sent no STOPPING=1", p.name)
-			return
-		}
-	}
-}
-
-// socketFile binds network/addr and returns the listening socket as a file (to pass as fd 3)
-// and its address. The test keeps it open, as systemd keeps a .socket unit's socket.
-func socketFile(t *testing.T, network, addr string) (*os.File, string) {
-	t.Helper()
-	l, err := net.Listen(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var f *os.File
-	switch l := l.(type) {
-	case *net.TCPListener:
-		f, err = l.File()
-	case *net.UnixListener:
-		l.SetUnlinkOnClose(false)
-		f, err = l.File()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := l.Addr().String()
-	l.Close() // f holds a duplicate
-	t.Cleanup(func() { f.Close() })
-	return f, a
-}
 
 // hookLog is the webhook receiver: it checks every signature and counts deliveries per event ID.
 type hookLog struct {
@@ -309,7 +130,7 @@ func eventually(t *testing.T, what string, timeout time.Duration, cond func() bo
 }
 
 func TestEndToEnd(t *testing.T) {
-	buildBinaries(t)
+	daemontest.Build(t)
 	for name, dsn := range storetest.DSNs(t) {
 		if name == "sqlite" {
 			dsn = "" // the default: hub.db in the state directory
@@ -319,6 +140,8 @@ func TestEndToEnd(t *testing.T) {
 }
 
 func testEndToEnd(t *testing.T, database string) {
+	bins := daemontest.Build(t)
+	hubBin, smBin := bins.Hub, bins.SessionManager
 	ctx := context.Background()
 	fake, err := fakewa.New(fakewa.Options{})
 	if err != nil {
@@ -349,9 +172,9 @@ name = "Otra"
 `, filepath.Join(dir, "hub"), database, filepath.Join(dir, "clientes"), sockDir, receiver.URL, e2eWebhookSecret)), 0o644)
 
 	// session-manager@51, socket-activated style; 52 has no session manager running.
-	smSock, _ := socketFile(t, "unix", filepath.Join(sockDir, "51.sock"))
-	sm := startProc(t, "session-manager", smSock, dir, []string{"LEADMASTER_FAKEWA_URL=" + fake.URL()}, smBin, "--cliente", "51", "--config", cfgPath)
-	sm.waitReady()
+	smSock, _ := daemontest.Socket(t, "unix", filepath.Join(sockDir, "51.sock"))
+	sm := daemontest.Start(t, "session-manager", smSock, dir, []string{"LEADMASTER_FAKEWA_URL=" + fake.URL()}, smBin, "--cliente", "51", "--config", cfgPath)
+	sm.WaitReady()
 
 	// The operator makes the first admin from the command line.
 	cmd := exec.Command(hubBin, "--config", cfgPath, "user", "add", "--username", "admin", "--admin", "--password-stdin")
@@ -359,9 +182,9 @@ name = "Otra"
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("user add: %v\n%s", err, out)
 	}
-	hubSock, hubAddr := socketFile(t, "tcp", "127.0.0.1:0")
-	hub := startProc(t, "central-hub", hubSock, dir, nil, hubBin, "--config", cfgPath)
-	hub.waitReady()
+	hubSock, hubAddr := daemontest.Socket(t, "tcp", "127.0.0.1:0")
+	hub := daemontest.Start(t, "central-hub", hubSock, dir, nil, hubBin, "--config", cfgPath)
+	hub.WaitReady()
 	anon := &client{t: t, base: "http://" + hubAddr}
 
 	// The admin creates a user for cliente 51 (and one for 52).
@@ -470,10 +293,10 @@ name = "Otra"
 		sent <- nil
 	}()
 	eventually(t, "some of the burst delivered", 20*time.Second, func() bool { return len(hooks.messages()) >= 4 })
-	hub.kill()
+	hub.Kill()
 	time.Sleep(500 * time.Millisecond) // messages keep arriving in the session manager's log
-	hub = startProc(t, "central-hub", hubSock, dir, nil, hubBin, "--config", cfgPath)
-	hub.waitReady()
+	hub = daemontest.Start(t, "central-hub", hubSock, dir, nil, hubBin, "--config", cfgPath)
+	hub.WaitReady()
 	if err := <-sent; err != nil {
 		t.Fatal(err)
 	}
@@ -520,6 +343,6 @@ name = "Otra"
 	if len(msgs2.Messages) != n+1 {
 		t.Errorf("conversation holds %d messages after the crash, want %d", len(msgs2.Messages), n+1)
 	}
-	hub.stop()
-	sm.stop()
+	hub.Stop()
+	sm.Stop()
 }

@@ -14,13 +14,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/leadmaster/leadmaster/internal/daemontest"
 	"github.com/leadmaster/leadmaster/internal/fakewa"
 	"github.com/leadmaster/leadmaster/internal/store/storetest"
 )
@@ -29,138 +29,37 @@ import (
 // its socket passed the way systemd passes it (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES) and a
 // NOTIFY_SOCKET to read sd_notify from, against the fake WhatsApp server.
 
-var testBinary string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "sm-e2e")
-	if err != nil {
-		panic(err)
-	}
-	testBinary = filepath.Join(dir, "session-manager")
-	out, err := exec.Command("go", "build", "-tags", "fakewa", "-o", testBinary, ".").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build session-manager: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
 const (
 	linkedPhone = "5491155550000"
 	leadPhone   = "5491155551234"
 	replyPhone  = "5491155559876"
 )
 
-// daemon is one run of the binary.
+// daemon is one run of the binary, with an HTTP client on its socket.
 type daemon struct {
-	tb      testing.TB
-	cmd     *exec.Cmd
-	sock    string
-	http    *http.Client
-	stderr  *syncBuffer
-	notify  chan string
-	exited  chan error
-	started time.Time
+	*daemontest.Proc
+	tb   testing.TB
+	http *http.Client
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // startDaemon binds the cliente's unix socket itself, as session-manager@ID.socket would,
-// and execs the binary with the socket as fd 3.
+// and starts the binary (built with -tags fakewa) with the socket as fd 3.
 func startDaemon(tb testing.TB, dir, fakeURL string, extraEnv ...string) *daemon {
 	tb.Helper()
 	sock := filepath.Join(dir, "sm.sock")
 	os.Remove(sock)
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ln.(*net.UnixListener).SetUnlinkOnClose(false)
-	lf, err := ln.(*net.UnixListener).File()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ln.Close() // the dup in lf keeps the socket open
-	notifyPath := filepath.Join(dir, "notify.sock")
-	os.Remove(notifyPath)
-	nconn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifyPath, Net: "unixgram"})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	f, _ := daemontest.Socket(tb, "unix", sock)
 	cfg := filepath.Join(dir, "leadmaster.toml")
 	if _, err := os.Stat(cfg); err != nil {
 		os.WriteFile(cfg, []byte(fmt.Sprintf("[session_manager]\nstate_dir = %q\nsocket_dir = %q\n\n[clientes.51]\nname = \"Test\"\n", filepath.Join(dir, "state"), dir)), 0o644)
 	}
-	d := &daemon{tb: tb, sock: sock, stderr: &syncBuffer{}, notify: make(chan string, 100), exited: make(chan error, 1)}
-	// LISTEN_PID must be the daemon's own PID: sh sets it, then execs (keeping the PID).
-	d.cmd = exec.Command("/bin/sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, testBinary, "--cliente", "51", "--config", cfg)
-	d.cmd.Env = append(os.Environ(), "LISTEN_FDS=1", "LISTEN_FDNAMES=session-manager", "NOTIFY_SOCKET="+notifyPath,
-		"LEADMASTER_FAKEWA_URL="+fakeURL, "WATCHDOG_USEC=2000000")
-	d.cmd.Env = append(d.cmd.Env, extraEnv...)
-	d.cmd.ExtraFiles = []*os.File{lf}
-	d.cmd.Stderr = d.stderr
-	d.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+	env := append([]string{"LEADMASTER_FAKEWA_URL=" + fakeURL, "WATCHDOG_USEC=2000000"}, extraEnv...)
+	p := daemontest.Start(tb, "session-manager", f, dir, env, daemontest.Build(tb).SessionManager, "--cliente", "51", "--config", cfg)
+	return &daemon{Proc: p, tb: tb, http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 		},
-	}}
-	d.started = time.Now()
-	if err := d.cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	lf.Close()
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := nconn.Read(buf)
-			if err != nil {
-				return
-			}
-			for _, line := range strings.Split(string(buf[:n]), "\n") {
-				select {
-				case d.notify <- line:
-				default:
-				}
-			}
-		}
-	}()
-	go func() { d.exited <- d.cmd.Wait(); nconn.Close() }()
-	tb.Cleanup(func() {
-		d.cmd.Process.Kill()
-		<-d.exited
-		if tb.Failed() {
-			tb.Logf("session-manager stderr:\n%s", d.stderr.String())
-		}
-	})
-	return d
-}
-
-// waitNotify waits for an sd_notify line with the prefix and returns it.
-func (d *daemon) waitNotify(prefix string, timeout time.Duration) string {
-	d.tb.Helper()
-	deadline := time.After(timeout)
-	for {
-		select {
-		case line := <-d.notify:
-			if strings.HasPrefix(line, prefix) {
-				return line
-			}
-		case <-deadline:
-			d.tb.Fatalf("no sd_notify %q within %v", prefix, timeout)
-		}
-	}
+	}}}
 }
 
 func (d *daemon) do(method, path string, body any) (int, []byte, http.Header) {
@@ -238,20 +137,6 @@ func (d *daemon) waitEvent(after int64, match func(event) bool) event {
 	return event{}
 }
 
-func (d *daemon) stop() {
-	d.tb.Helper()
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-d.exited:
-		if err != nil {
-			d.tb.Fatalf("session-manager exited with %v after SIGTERM, want 0", err)
-		}
-		d.exited <- nil
-	case <-time.After(20 * time.Second):
-		d.tb.Fatal("session-manager did not stop within 20s of SIGTERM")
-	}
-}
-
 func (d *daemon) qrText() string {
 	d.tb.Helper()
 	deadline := time.Now().Add(15 * time.Second)
@@ -285,7 +170,7 @@ func TestLinkSendReceiveRestartLogout(t *testing.T) {
 	ctx := t.Context()
 
 	d := startDaemon(t, dir, fake.URL())
-	d.waitNotify("READY=1", 10*time.Second)
+	d.WaitNotify("READY=1", 10*time.Second)
 	if code, b, _ := d.do("GET", "/health", nil); code != 200 {
 		t.Fatalf("/health = %d %s", code, b)
 	}
@@ -295,7 +180,7 @@ func TestLinkSendReceiveRestartLogout(t *testing.T) {
 	if n := len(strings.Split(code, ",")); n != 4 {
 		t.Fatalf("QR text %q has %d parts, want ref,noise,identity,adv", code, n)
 	}
-	d.waitNotify("STATUS=waiting for QR scan", 5*time.Second)
+	d.WaitNotify("STATUS=waiting for QR scan", 5*time.Second)
 	// Health checks (the watchdog's, the hub's) leave the QR alone.
 	for i := 0; i < 3; i++ {
 		if st, b, _ := d.do("GET", "/health", nil); st != 200 {
@@ -336,7 +221,7 @@ func TestLinkSendReceiveRestartLogout(t *testing.T) {
 	if linked.Phone != "+"+linkedPhone {
 		t.Errorf("linked phone = %q, want +%s", linked.Phone, linkedPhone)
 	}
-	d.waitNotify("STATUS=connected as +"+linkedPhone, 5*time.Second)
+	d.WaitNotify("STATUS=connected as +"+linkedPhone, 5*time.Second)
 	if st, _, _ := d.do("GET", "/qr", nil); st != 409 {
 		t.Errorf("GET /qr when linked = %d, want 409", st)
 	}
@@ -393,9 +278,9 @@ func TestLinkSendReceiveRestartLogout(t *testing.T) {
 	}
 
 	// A restart keeps the link: connected again, no QR.
-	d.stop()
+	d.Stop()
 	d = startDaemon(t, dir, fake.URL())
-	d.waitNotify("READY=1", 10*time.Second)
+	d.WaitNotify("READY=1", 10*time.Second)
 	d.waitState("connected", 20*time.Second)
 	if st, _, _ := d.do("GET", "/qr", nil); st != 409 {
 		t.Errorf("GET /qr after restart = %d, want 409 (still linked)", st)
@@ -434,8 +319,7 @@ func TestLinkSendReceiveRestartLogout(t *testing.T) {
 	}
 	d.waitEvent(0, func(e event) bool { return e.Type == "state" && e.Data["state"] == "logged_out" })
 	d.waitState("qr", 20*time.Second)
-	d.stop()
-	d.waitNotify("STOPPING=1", time.Second)
+	d.Stop()
 }
 
 func TestConfigErrorExits78(t *testing.T) {
@@ -443,7 +327,7 @@ func TestConfigErrorExits78(t *testing.T) {
 	cfg := filepath.Join(dir, "bad.toml")
 	os.WriteFile(cfg, []byte("[session_manager]\nreconnect_max_delay = \"soon\"\n"), 0o644)
 	var stderr bytes.Buffer
-	cmd := exec.Command(testBinary, "--cliente", "51", "--config", cfg)
+	cmd := exec.Command(daemontest.Build(t).SessionManager, "--cliente", "51", "--config", cfg)
 	cmd.Stderr = &stderr
 	err := cmd.Run()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 78 {
@@ -452,7 +336,7 @@ func TestConfigErrorExits78(t *testing.T) {
 	if want := cfg + ":2: key session_manager.reconnect_max_delay: "; !strings.Contains(stderr.String(), want) {
 		t.Errorf("stderr = %q, want it to name %q", stderr.String(), want)
 	}
-	out, err := exec.Command(testBinary, "--cliente", "51", "--config", cfg, "--check-config").CombinedOutput()
+	out, err := exec.Command(daemontest.Build(t).SessionManager, "--cliente", "51", "--config", cfg, "--check-config").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), ":2: key session_manager.reconnect_max_delay") {
 		t.Errorf("--check-config on a bad file: %v %s", err, out)
 	}
@@ -460,7 +344,7 @@ func TestConfigErrorExits78(t *testing.T) {
 
 func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{{}, {"--cliente", "a b"}, {"--cliente", "51", "--listen", "nowhere"}, {"--bogus"}} {
-		err := exec.Command(testBinary, args...).Run()
+		err := exec.Command(daemontest.Build(t).SessionManager, args...).Run()
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
 			t.Errorf("session-manager %v: exit %v, want 2", args, err)
 		}
@@ -470,7 +354,7 @@ func TestUsageErrors(t *testing.T) {
 func TestLinkWithPhoneCode(t *testing.T) {
 	fake := newFake(t)
 	d := startDaemon(t, t.TempDir(), fake.URL())
-	d.waitNotify("READY=1", 10*time.Second)
+	d.WaitNotify("READY=1", 10*time.Second)
 	d.qrText() // a QR connection is what a pairing code rides on
 
 	st, b, _ := d.do("POST", "/pair-code", map[string]string{"phone": "12"})
@@ -499,26 +383,26 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	fake := newFake(t)
 	dir := t.TempDir()
 	d := startDaemon(t, dir, fake.URL())
-	d.waitNotify("READY=1", 10*time.Second)
+	d.WaitNotify("READY=1", 10*time.Second)
 	d.qrText()
 	// A bad edit is reported and the running configuration kept.
 	cfg := filepath.Join(dir, "leadmaster.toml")
 	good, _ := os.ReadFile(cfg)
 	os.WriteFile(cfg, append(good, []byte("[log]\nlevel = \"loud\"\n")...), 0o644)
-	d.cmd.Process.Signal(syscall.SIGHUP)
-	d.waitNotify("RELOADING=1", 5*time.Second)
-	d.waitNotify("READY=1", 5*time.Second)
+	d.Signal(syscall.SIGHUP)
+	d.WaitNotify("RELOADING=1", 5*time.Second)
+	d.WaitNotify("READY=1", 5*time.Second)
 	if st, _, _ := d.do("GET", "/health", nil); st != 200 {
 		t.Fatalf("/health after a bad reload = %d", st)
 	}
-	if !strings.Contains(d.stderr.String(), "key log.level") {
-		t.Errorf("a bad reload must name the key; stderr:\n%s", d.stderr.String())
+	if !strings.Contains(d.Stderr.String(), "key log.level") {
+		t.Errorf("a bad reload must name the key; stderr:\n%s", d.Stderr.String())
 	}
 	// A good edit takes effect: debug logging appears.
 	os.WriteFile(cfg, append(good, []byte("[log]\nlevel = \"debug\"\n")...), 0o644)
-	d.cmd.Process.Signal(syscall.SIGHUP)
-	d.waitNotify("RELOADING=1", 5*time.Second)
-	d.waitNotify("READY=1", 5*time.Second)
+	d.Signal(syscall.SIGHUP)
+	d.WaitNotify("RELOADING=1", 5*time.Second)
+	d.WaitNotify("READY=1", 5*time.Second)
 	if st, _, _ := d.do("GET", "/qr?format=text", nil); st != 200 {
 		t.Errorf("QR after reload = %d, want 200 (the session keeps running)", st)
 	}
@@ -542,7 +426,7 @@ func TestPostgresStore(t *testing.T) {
 	if st, b, _ := d.do("POST", "/messages", map[string]string{"to": "+" + leadPhone, "text": "hola desde PostgreSQL", "id": "PGMSG0001"}); st != 200 {
 		t.Fatalf("POST /messages = %d %s", st, b)
 	}
-	d.stop()
+	d.Stop()
 	d = startDaemon(t, dir, fake.URL())
 	d.waitState("connected", 20*time.Second)
 	st, b, _ := d.do("POST", "/messages", map[string]string{"to": "+" + leadPhone, "text": "hola desde PostgreSQL", "id": "PGMSG0001"})
@@ -566,7 +450,7 @@ func TestPostgresStore(t *testing.T) {
 func TestStopAnswersLongPoll(t *testing.T) {
 	fake := newFake(t)
 	d := startDaemon(t, t.TempDir(), fake.URL())
-	d.waitNotify("READY=1", 10*time.Second)
+	d.WaitNotify("READY=1", 10*time.Second)
 	d.qrText()
 	type result struct {
 		code int
@@ -584,7 +468,7 @@ func TestStopAnswersLongPoll(t *testing.T) {
 	}()
 	time.Sleep(200 * time.Millisecond)
 	start := time.Now()
-	d.stop()
+	d.Stop()
 	select {
 	case r := <-done:
 		if r.err != nil || r.code != 200 {

@@ -1,0 +1,244 @@
+// Package daemontest runs LeadMaster's real binaries in tests the way systemd runs them: the
+// listening socket passed in as fd 3 (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES), sd_notify
+// messages read from a NOTIFY_SOCKET, SIGTERM for a graceful stop and SIGKILL for a crash.
+// The test keeps the socket open across restarts, as a .socket unit does.
+package daemontest
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Binaries are the daemons built for a test run.
+type Binaries struct {
+	Dir string
+	// Hub is central-hub as shipped.
+	Hub string
+	// SessionManager is built with -tags fakewa: it trusts the fake WhatsApp server named by
+	// $LEADMASTER_FAKEWA_URL. Production builds never do.
+	SessionManager string
+}
+
+var (
+	buildOnce sync.Once
+	built     Binaries
+	buildErr  error
+)
+
+// Build builds the binaries once per test process (into a directory removed by Cleanup on
+// process exit is not possible from a test, so it lives under os.TempDir and is reused by
+// later tests of the same process). Tests that need them are skipped with -short.
+func Build(tb testing.TB) Binaries {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip("builds and runs the real daemons; skipped with -short")
+	}
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "leadmaster-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		built = Binaries{Dir: dir, Hub: filepath.Join(dir, "central-hub"), SessionManager: filepath.Join(dir, "session-manager")}
+		for _, args := range [][]string{
+			{"build", "-o", built.Hub, "github.com/leadmaster/leadmaster/cmd/central-hub"},
+			{"build", "-tags", "fakewa", "-o", built.SessionManager, "github.com/leadmaster/leadmaster/cmd/session-manager"},
+		} {
+			if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		tb.Fatal(buildErr)
+	}
+	return built
+}
+
+// Socket binds network/addr ("unix" and a path, or "tcp" and 127.0.0.1:0) and returns the
+// listening socket as a file to pass to Start, and its address. It stays open until the test
+// ends, across any number of daemon restarts.
+func Socket(tb testing.TB, network, addr string) (*os.File, string) {
+	tb.Helper()
+	l, err := net.Listen(network, addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var f *os.File
+	switch l := l.(type) {
+	case *net.TCPListener:
+		f, err = l.File()
+	case *net.UnixListener:
+		l.SetUnlinkOnClose(false)
+		f, err = l.File()
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	a := l.Addr().String()
+	l.Close() // f holds a duplicate
+	tb.Cleanup(func() { f.Close() })
+	return f, a
+}
+
+// Buffer is a goroutine-safe bytes buffer for a daemon's stderr.
+type Buffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// Proc is one run of a daemon.
+type Proc struct {
+	Name   string
+	Cmd    *exec.Cmd
+	Stderr *Buffer
+	// Notify carries every sd_notify line (READY=1, STATUS=..., STOPPING=1, ...).
+	Notify chan string
+
+	tb     testing.TB
+	exited chan error // holds the exit result once the process ended
+}
+
+// Start runs bin with args, sock as its one passed socket (named name), env added to the
+// test's environment, and a NOTIFY_SOCKET in dir. Cleanup kills it if it still runs and
+// shows its stderr when the test failed.
+func Start(tb testing.TB, name string, sock *os.File, dir string, env []string, bin string, args ...string) *Proc {
+	tb.Helper()
+	notifyPath := filepath.Join(dir, name+".notify")
+	os.Remove(notifyPath)
+	nconn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifyPath, Net: "unixgram"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p := &Proc{Name: name, Stderr: &Buffer{}, Notify: make(chan string, 256), tb: tb, exited: make(chan error, 1)}
+	// LISTEN_PID must be the daemon's own PID: sh sets it, then execs (keeping the PID).
+	p.Cmd = exec.Command("/bin/sh", append([]string{"-c", `LISTEN_PID=$$ exec "$0" "$@"`, bin}, args...)...)
+	p.Cmd.Env = append(os.Environ(), "LISTEN_FDS=1", "LISTEN_FDNAMES="+name, "NOTIFY_SOCKET="+notifyPath)
+	p.Cmd.Env = append(p.Cmd.Env, env...)
+	p.Cmd.ExtraFiles = []*os.File{sock}
+	p.Cmd.Stderr = p.Stderr
+	if err := p.Cmd.Start(); err != nil {
+		nconn.Close()
+		tb.Fatal(err)
+	}
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := nconn.Read(buf)
+			if err != nil {
+				return
+			}
+			for _, line := range strings.Split(string(buf[:n]), "\n") {
+				select {
+				case p.Notify <- line:
+				default:
+				}
+			}
+		}
+	}()
+	go func() { p.exited <- p.Cmd.Wait(); nconn.Close() }()
+	tb.Cleanup(func() {
+		p.Cmd.Process.Kill()
+		p.wait()
+		if tb.Failed() {
+			tb.Logf("%s stderr:\n%s", name, Tail(p.Stderr.String(), 60))
+		}
+	})
+	return p
+}
+
+// wait returns the exit result, keeping it for later callers.
+func (p *Proc) wait() error {
+	err := <-p.exited
+	p.exited <- err
+	return err
+}
+
+// WaitNotify waits for an sd_notify line starting with prefix and returns it; the process
+// exiting first, or the timeout, fails the test.
+func (p *Proc) WaitNotify(prefix string, timeout time.Duration) string {
+	p.tb.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case line := <-p.Notify:
+			if strings.HasPrefix(line, prefix) {
+				return line
+			}
+		case err := <-p.exited:
+			p.exited <- err
+			p.tb.Fatalf("%s exited before %s: %v\n%s", p.Name, prefix, err, Tail(p.Stderr.String(), 30))
+		case <-deadline:
+			p.tb.Fatalf("%s: no %s within %v\n%s", p.Name, prefix, timeout, Tail(p.Stderr.String(), 30))
+		}
+	}
+}
+
+// WaitReady waits for READY=1.
+func (p *Proc) WaitReady() { p.tb.Helper(); p.WaitNotify("READY=1", 20*time.Second) }
+
+// Kill ends the process without warning (a crash, an OOM kill) and waits for it.
+func (p *Proc) Kill() {
+	p.Cmd.Process.Signal(syscall.SIGKILL)
+	p.wait()
+}
+
+// Stop sends SIGTERM and expects a clean exit (status 0) within 30 s, having sent STOPPING=1.
+func (p *Proc) Stop() {
+	p.tb.Helper()
+	p.Cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- p.wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			p.tb.Errorf("%s exited with %v after SIGTERM, want 0", p.Name, err)
+		}
+	case <-time.After(30 * time.Second):
+		p.tb.Fatalf("%s did not stop within 30s of SIGTERM", p.Name)
+	}
+	for {
+		select {
+		case line := <-p.Notify:
+			if line == "STOPPING=1" {
+				return
+			}
+		default:
+			p.tb.Errorf("%s sent no STOPPING=1", p.Name)
+			return
+		}
+	}
+}
+
+// Signal sends sig to the process.
+func (p *Proc) Signal(sig os.Signal) { p.Cmd.Process.Signal(sig) }
+
+// Tail returns the last n lines of s.
+func Tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
