@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"net"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -26,6 +25,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/leadmaster/leadmaster/internal/config"
+	"github.com/leadmaster/leadmaster/internal/daemontest"
 	"github.com/leadmaster/leadmaster/internal/fakewa"
 	"github.com/leadmaster/leadmaster/internal/hub"
 	"github.com/leadmaster/leadmaster/internal/hub/auth"
@@ -56,136 +56,6 @@ func chromium() string {
 		}
 	}
 	return ""
-}
-
-func buildBinaries(t *testing.T, dir string) (hubBin, smBin string) {
-	t.Helper()
-	hubBin, smBin = filepath.Join(dir, "central-hub"), filepath.Join(dir, "session-manager")
-	var wg sync.WaitGroup
-	errs := make([]error, 2)
-	for i, args := range [][]string{
-		{"build", "-o", hubBin, "github.com/leadmaster/leadmaster/cmd/central-hub"},
-		{"build", "-tags", "fakewa", "-o", smBin, "github.com/leadmaster/leadmaster/cmd/session-manager"},
-	} {
-		wg.Go(func() {
-			if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
-				errs[i] = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
-			}
-		})
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	return hubBin, smBin
-}
-
-// daemon is a process started the way systemd starts a socket-activated service.
-type daemon struct {
-	name   string
-	cmd    *exec.Cmd
-	stderr *lockedBuffer
-	notify chan string
-	exited chan error
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// listenFile binds network/addr and returns the socket as a file to pass as fd 3.
-func listenFile(t *testing.T, network, addr string) (*os.File, string) {
-	t.Helper()
-	l, err := net.Listen(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var f *os.File
-	switch l := l.(type) {
-	case *net.TCPListener:
-		f, err = l.File()
-	case *net.UnixListener:
-		l.SetUnlinkOnClose(false)
-		f, err = l.File()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := l.Addr().String()
-	l.Close()
-	t.Cleanup(func() { f.Close() })
-	return f, a
-}
-
-func startDaemon(t *testing.T, name, dir string, sock *os.File, env []string, bin string, args ...string) *daemon {
-	t.Helper()
-	notifyPath := filepath.Join(dir, name+".notify")
-	nconn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifyPath, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &daemon{name: name, stderr: &lockedBuffer{}, notify: make(chan string, 100), exited: make(chan error, 1)}
-	// LISTEN_PID must be the daemon's own PID: sh sets it, then execs.
-	d.cmd = exec.Command("/bin/sh", append([]string{"-c", `LISTEN_PID=$$ exec "$0" "$@"`, bin}, args...)...)
-	d.cmd.Env = append(os.Environ(), "LISTEN_FDS=1", "LISTEN_FDNAMES="+name, "NOTIFY_SOCKET="+notifyPath)
-	d.cmd.Env = append(d.cmd.Env, env...)
-	d.cmd.ExtraFiles = []*os.File{sock}
-	d.cmd.Stderr = d.stderr
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := nconn.Read(buf)
-			if err != nil {
-				return
-			}
-			for _, line := range strings.Split(string(buf[:n]), "\n") {
-				select {
-				case d.notify <- line:
-				default:
-				}
-			}
-		}
-	}()
-	go func() { d.exited <- d.cmd.Wait(); nconn.Close() }()
-	t.Cleanup(func() {
-		d.cmd.Process.Kill()
-		<-d.exited
-		if t.Failed() {
-			t.Logf("%s stderr:\n%s", name, d.stderr.String())
-		}
-	})
-	deadline := time.After(20 * time.Second)
-	for {
-		select {
-		case line := <-d.notify:
-			if line == "READY=1" {
-				return d
-			}
-		case err := <-d.exited:
-			d.exited <- err
-			t.Fatalf("%s exited before READY=1: %v\n%s", name, err, d.stderr.String())
-		case <-deadline:
-			t.Fatalf("%s: no READY=1 within 20s\n%s", name, d.stderr.String())
-		}
-	}
 }
 
 func userAdd(t *testing.T, hubBin, cfg, username, password string, role ...string) {
@@ -423,7 +293,8 @@ func TestBrowser(t *testing.T) {
 	}
 	start := time.Now()
 	dir := t.TempDir()
-	hubBin, smBin := buildBinaries(t, dir)
+	bins := daemontest.Build(t)
+	hubBin, smBin := bins.Hub, bins.SessionManager
 	t.Logf("daemons built in %s", time.Since(start).Round(time.Millisecond))
 
 	shotDir := t.TempDir()
@@ -468,14 +339,14 @@ name = "Automotores Norte"
 `, filepath.Join(dir, "hub"), filepath.Join(dir, "clientes"), sockDir)), 0o644)
 
 	for _, id := range []string{"51", "52"} {
-		smSock, _ := listenFile(t, "unix", filepath.Join(sockDir, id+".sock"))
-		startDaemon(t, "session-manager-"+id, dir, smSock, []string{"LEADMASTER_FAKEWA_URL=" + fake.URL()}, smBin, "--cliente", id, "--config", cfg)
+		smSock, _ := daemontest.Socket(t, "unix", filepath.Join(sockDir, id+".sock"))
+		daemontest.Start(t, "session-manager-"+id, smSock, dir, []string{"LEADMASTER_FAKEWA_URL=" + fake.URL()}, smBin, "--cliente", id, "--config", cfg).WaitReady()
 	}
 	userAdd(t, hubBin, cfg, "admin", adminPassword, "--admin")
 	userAdd(t, hubBin, cfg, "vendedora", memberPassword, "--cliente", "51")
 	userAdd(t, hubBin, cfg, "otro", outsiderPassword, "--cliente", "52")
-	hubSock, hubAddr := listenFile(t, "tcp", "127.0.0.1:0")
-	startDaemon(t, "central-hub", dir, hubSock, nil, hubBin, "--config", cfg)
+	hubSock, hubAddr := daemontest.Socket(t, "tcp", "127.0.0.1:0")
+	daemontest.Start(t, "central-hub", hubSock, dir, nil, hubBin, "--config", cfg).WaitReady()
 	base := "http://" + hubAddr
 
 	b := openBrowser(t, ctx, browserPath, dir)
