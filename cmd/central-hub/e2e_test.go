@@ -129,6 +129,8 @@ func eventually(t *testing.T, what string, timeout time.Duration, cond func() bo
 	}
 }
 
+func TestMain(m *testing.M) { os.Exit(daemontest.Main(m)) }
+
 func TestEndToEnd(t *testing.T) {
 	daemontest.Build(t)
 	for name, dsn := range storetest.DSNs(t) {

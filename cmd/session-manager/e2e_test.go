@@ -29,6 +29,8 @@ import (
 // its socket passed the way systemd passes it (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES) and a
 // NOTIFY_SOCKET to read sd_notify from, against the fake WhatsApp server.
 
+func TestMain(m *testing.M) { os.Exit(daemontest.Main(m)) }
+
 const (
 	linkedPhone = "5491155550000"
 	leadPhone   = "5491155551234"

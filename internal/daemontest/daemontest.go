@@ -33,9 +33,8 @@ var (
 	buildErr  error
 )
 
-// Build builds the binaries once per test process (into a directory removed by Cleanup on
-// process exit is not possible from a test, so it lives under os.TempDir and is reused by
-// later tests of the same process). Tests that need them are skipped with -short.
+// Build builds the binaries once per test process; Main removes them when the tests end.
+// Tests that need them are skipped with -short.
 func Build(tb testing.TB) Binaries {
 	tb.Helper()
 	if testing.Short() {
@@ -62,6 +61,16 @@ func Build(tb testing.TB) Binaries {
 		tb.Fatal(buildErr)
 	}
 	return built
+}
+
+// Main runs the tests and removes what Build built: call it from TestMain,
+// os.Exit(daemontest.Main(m)).
+func Main(m *testing.M) int {
+	code := m.Run()
+	if built.Dir != "" {
+		os.RemoveAll(built.Dir)
+	}
+	return code
 }
 
 // Socket binds network/addr ("unix" and a path, or "tcp" and 127.0.0.1:0) and returns the

@@ -72,11 +72,11 @@ func TestCrashExactlyOnce(t *testing.T) {
 		}
 		time.Sleep(time.Duration(rng.IntN(150)) * time.Millisecond)
 		if who == "sm" || who == "both" {
-			sm.kill()
+			sm.Kill()
 			kills["session-manager"]++
 		}
 		if who == "hub" || who == "both" {
-			hub.kill()
+			hub.Kill()
 			kills["central-hub"]++
 		}
 		t.Logf("kill %d (%s) at %d recipients reached", k+1, who, distinct())
@@ -90,21 +90,21 @@ func TestCrashExactlyOnce(t *testing.T) {
 		if rng.IntN(3) == 0 {
 			time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
 			if who == "hub" {
-				hub.kill()
+				hub.Kill()
 				kills["central-hub"]++
 				hub = st.startHub()
 			} else {
-				sm.kill()
+				sm.Kill()
 				kills["session-manager"]++
 				sm = st.startSM()
 			}
 			t.Logf("kill %d again (%s) during start-up", k+1, who)
 		}
 		if who == "hub" || who == "both" {
-			hub.waitReady()
+			hub.WaitReady()
 		}
 		if who != "hub" {
-			sm.waitReady()
+			sm.WaitReady()
 		}
 	}
 	t.Logf("kills: %v", kills)
@@ -175,6 +175,6 @@ func TestCrashExactlyOnce(t *testing.T) {
 	}
 	t.Logf("result: %d recipients each received their message once (distinct IDs); campaign counts %v", gotRecipients, c.Progress)
 	t.Logf("raw repeats (the same ID reaching WhatsApp twice, which a phone shows once; see the test's doc): %d recipients, %d extra arrivals", rawRepeats, extraArrivals)
-	hub.stop()
-	sm.stop()
+	hub.Stop()
+	sm.Stop()
 }

@@ -81,6 +81,6 @@ func TestEndToEnd(t *testing.T) {
 	if code, body := api.do("POST", "/api/clientes/51/sending/resume", nil, &sending); code != 200 || sending.Paused {
 		t.Errorf("resume: %d %s", code, body)
 	}
-	st.hub.stop()
-	st.sm.stop()
+	st.hub.Stop()
+	st.sm.Stop()
 }

@@ -58,6 +58,8 @@ func chromium() string {
 	return ""
 }
 
+func TestMain(m *testing.M) { os.Exit(daemontest.Main(m)) }
+
 func userAdd(t *testing.T, hubBin, cfg, username, password string, role ...string) {
 	t.Helper()
 	cmd := exec.Command(hubBin, append([]string{"--config", cfg, "user", "add", "--username", username, "--password-stdin"}, role...)...)
