@@ -134,6 +134,11 @@ type response struct {
 	body   []byte
 }
 
+// errorBody is the one error shape, as a client reads it.
+type errorBody struct {
+	Error struct{ Code, Message string }
+}
+
 // errorCode returns the code of a JSON error answer ("" when it is not one).
 func (r response) errorCode() string {
 	var b errorBody

@@ -2,10 +2,7 @@ package sender
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -366,103 +363,20 @@ func who(r *http.Request) string {
 
 func (s *Service) available(w http.ResponseWriter, r *http.Request) bool {
 	if s == nil {
-		writeError(w, http.StatusServiceUnavailable, &hub.Error{Code: hub.CodeUnavailable, Message: "sending is not available in this hub"})
+		hub.WriteError(w, r, hub.Errorf(hub.CodeUnavailable, "sending is not available in this hub"), nil)
 		return false
 	}
 	return true
 }
 
-// statusOf maps the error codes the sender produces to HTTP statuses (the same as package api's).
-var statusOf = map[string]int{
-	hub.CodeBadRequest:  http.StatusBadRequest,
-	hub.CodeNotFound:    http.StatusNotFound,
-	hub.CodeConflict:    http.StatusConflict,
-	hub.CodeTooLarge:    http.StatusRequestEntityTooLarge,
-	hub.CodeInvalid:     http.StatusUnprocessableEntity,
-	hub.CodeUnavailable: http.StatusServiceUnavailable,
-	hub.CodeInternal:    http.StatusInternalServerError,
-}
-
-// fail writes err in the hub's one error shape; only *hub.Error text reaches the caller.
+// fail writes err in the hub's one error shape (see hub.WriteError).
 func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error) {
-	var he *hub.Error
-	var mbe *http.MaxBytesError
-	switch {
-	case errors.As(err, &mbe):
-		he = &hub.Error{Code: hub.CodeTooLarge, Message: fmt.Sprintf("request body is larger than %d bytes", mbe.Limit)}
-	case errors.As(err, &he):
-	default:
-		code := hub.ErrorCode(err)
-		msg := "internal error"
-		if code != hub.CodeInternal {
-			msg = strings.ReplaceAll(code, "_", " ")
-		}
-		he = &hub.Error{Code: code, Message: msg}
-	}
-	status, ok := statusOf[he.Code]
-	if !ok {
-		status = http.StatusInternalServerError
-	}
-	if status >= 500 && status != http.StatusServiceUnavailable {
-		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	}
-	writeError(w, status, he)
+	hub.WriteError(w, r, err, s.log)
 }
 
-func writeError(w http.ResponseWriter, status int, he *hub.Error) {
-	type detail struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-		Details any    `json:"details,omitempty"`
-	}
-	writeJSON(w, status, map[string]detail{"error": {he.Code, he.Message, he.Details}})
-}
+func writeJSON(w http.ResponseWriter, status int, v any) { hub.WriteJSON(w, status, v) }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		http.Error(w, `{"error":{"code":"internal","message":"internal error"}}`, http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
-	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
-}
-
-// decode reads one JSON object from r's body into v, rejecting unknown fields and trailing data.
-func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil {
-		if _, err2 := dec.Token(); err2 != io.EOF {
-			return hub.Errorf(hub.CodeBadRequest, "request body has data after the JSON object")
-		}
-		return nil
-	}
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	var mbe *http.MaxBytesError
-	switch {
-	case errors.As(err, &mbe):
-		return err
-	case errors.Is(err, io.EOF):
-		return hub.Errorf(hub.CodeBadRequest, "request body is empty; a JSON object is expected")
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return hub.Errorf(hub.CodeBadRequest, "request body is truncated JSON")
-	case errors.As(err, &syn):
-		return hub.Errorf(hub.CodeBadRequest, "request body is not valid JSON (at byte %d): %v", syn.Offset, syn)
-	case errors.As(err, &typ):
-		if typ.Field != "" {
-			return hub.Errorf(hub.CodeBadRequest, "field %q has the wrong type (%s)", typ.Field, typ.Value)
-		}
-		return hub.Errorf(hub.CodeBadRequest, "request body must be a JSON object, not %s", typ.Value)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return hub.Errorf(hub.CodeBadRequest, "unknown field %s in request body", strings.TrimPrefix(err.Error(), "json: unknown field "))
-	}
-	return hub.Errorf(hub.CodeBadRequest, "request body: %v", err)
-}
+func decode(r *http.Request, v any) error { return hub.DecodeJSON(r, v) }
 
 // decodeOptional is decode for a body that may be empty.
 func decodeOptional(r *http.Request, v any) error {
