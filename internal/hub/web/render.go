@@ -131,27 +131,6 @@ func (s *Server) renderTemplate(w http.ResponseWriter, r *http.Request, status i
 	w.Write(buf.Bytes())
 }
 
-// statusOf maps an error code to its HTTP status, as the API does.
-var statusOf = map[string]int{
-	hub.CodeBadRequest:       http.StatusBadRequest,
-	hub.CodeUnauthorized:     http.StatusUnauthorized,
-	hub.CodeForbidden:        http.StatusForbidden,
-	hub.CodeNotFound:         http.StatusNotFound,
-	hub.CodeMethodNotAllowed: http.StatusMethodNotAllowed,
-	hub.CodeConflict:         http.StatusConflict,
-	hub.CodeTooLarge:         http.StatusRequestEntityTooLarge,
-	hub.CodeInvalid:          http.StatusUnprocessableEntity,
-	hub.CodeTooManyRequests:  http.StatusTooManyRequests,
-	hub.CodeInternal:         http.StatusInternalServerError,
-	hub.CodeUnavailable:      http.StatusServiceUnavailable,
-	hub.CodeTimeout:          http.StatusGatewayTimeout,
-	"already_linked":         http.StatusConflict,
-	"invalid_phone":          http.StatusUnprocessableEntity,
-	"not_on_whatsapp":        http.StatusUnprocessableEntity,
-	"qr_not_ready":           http.StatusServiceUnavailable,
-	"not_connected":          http.StatusServiceUnavailable,
-}
-
 // asError returns err as a *hub.Error: its own, or a generic one (the text of anything else
 // is logged, never shown).
 func asError(err error) *hub.Error {
@@ -167,12 +146,7 @@ func asError(err error) *hub.Error {
 	return &hub.Error{Code: code, Message: strings.ReplaceAll(code, "_", " ")}
 }
 
-func httpStatus(he *hub.Error) int {
-	if st, ok := statusOf[he.Code]; ok {
-		return st
-	}
-	return http.StatusBadGateway
-}
+func httpStatus(he *hub.Error) int { return hub.StatusOf(he.Code) }
 
 // fail answers err: an error page for a page route, a JSON error for a fragment.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, k kind, err error) {
