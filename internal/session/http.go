@@ -298,7 +298,7 @@ func (s *Server) handleEventsList(w http.ResponseWriter, r *http.Request) {
 	if len(evs) > 0 {
 		next = evs[len(evs)-1].Seq
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"events": evs, "next": next})
+	writeJSON(w, http.StatusOK, map[string]any{"events": evs, "next": next, "log_id": s.events.ID()})
 }
 
 func intParam(s string, def, lo, hi int64) (int64, error) {

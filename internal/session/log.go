@@ -2,6 +2,8 @@ package session
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -28,6 +30,11 @@ CREATE TABLE lm_ledger (
 	created_ms BIGINT NOT NULL,
 	sent_ms BIGINT
 )`),
+	store.Portable(2, `
+CREATE TABLE lm_meta (
+	key TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+)`),
 }
 
 // Migrate creates or upgrades the session manager's own tables.
@@ -47,6 +54,10 @@ type Event struct {
 // Appends are serialised so sequence numbers become visible in order on every database.
 type EventLog struct {
 	db *store.DB
+	// id names this log. A reader that keeps a cursor keeps the id with it: a different id
+	// means the log was replaced (a wiped state directory, a move to PostgreSQL) and its
+	// sequence numbers started again at 1.
+	id string
 
 	mu      sync.Mutex
 	last    int64
@@ -59,8 +70,19 @@ func OpenEventLog(ctx context.Context, db *store.DB) (*EventLog, error) {
 	if err := db.QueryRow(ctx, `SELECT COALESCE(MAX(seq), 0) FROM lm_events`).Scan(&l.last); err != nil {
 		return nil, fmt.Errorf("event log: %w", err)
 	}
+	b := make([]byte, 8)
+	rand.Read(b)
+	if _, err := db.Exec(ctx, `INSERT INTO lm_meta (key, value) VALUES ('event_log_id', ?) ON CONFLICT (key) DO NOTHING`, hex.EncodeToString(b)); err != nil {
+		return nil, fmt.Errorf("event log id: %w", err)
+	}
+	if err := db.QueryRow(ctx, `SELECT value FROM lm_meta WHERE key = 'event_log_id'`).Scan(&l.id); err != nil {
+		return nil, fmt.Errorf("event log id: %w", err)
+	}
 	return l, nil
 }
+
+// ID returns the log's identity, which changes only when the log is replaced.
+func (l *EventLog) ID() string { return l.id }
 
 // Append stores an event and wakes waiting readers.
 func (l *EventLog) Append(ctx context.Context, typ string, data any) (int64, error) {

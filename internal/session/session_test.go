@@ -427,3 +427,25 @@ func TestSendOutlivesItsCaller(t *testing.T) {
 		t.Errorf("WhatsApp got %d sends, want 1", len(wa.sends))
 	}
 }
+
+func TestEventLogIDIsStable(t *testing.T) {
+	forEachDB(t, func(t *testing.T, dsn string) {
+		_, _, events := newTestManager(t, dsn)
+		db, err := store.Open(context.Background(), dsn, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		again, err := OpenEventLog(context.Background(), db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if events.ID() == "" || again.ID() != events.ID() {
+			t.Errorf("log id %q, reopened %q: want one stable, non-empty id", events.ID(), again.ID())
+		}
+		other, _, _ := newTestManager(t, storetest.DSNs(t)["sqlite"])
+		if other.opts.Events.ID() == events.ID() {
+			t.Error("two different logs share an id")
+		}
+	})
+}

@@ -172,7 +172,7 @@ func (c *Consumer) step(ctx context.Context, id string, l *loop) (n int, err err
 			c.log.Error("event loop panic", "cliente_id", id, "panic", v, "stack", string(debug.Stack()))
 		}
 	}()
-	after, err := c.store.Cursor(ctx, id)
+	after, logID, err := c.store.Position(ctx, id)
 	if err != nil {
 		return 0, fmt.Errorf("read cursor: %w", err)
 	}
@@ -181,6 +181,17 @@ func (c *Consumer) step(ctx context.Context, id string, l *loop) (n int, err err
 		return 0, err
 	}
 	l.beat.Store(time.Now().UnixNano())
+	if b.LogID != "" && b.LogID != logID {
+		reset, err := c.store.Rebase(ctx, id, b.LogID)
+		if err != nil {
+			return 0, fmt.Errorf("record event log id: %w", err)
+		}
+		if reset {
+			// A cursor into the old log means nothing in the new one: read it from the start.
+			c.log.Warn("the session manager's event log was replaced (state wiped or moved); reading the new one from its start", "cliente_id", id)
+			return 0, nil
+		}
+	}
 	if len(b.Events) == 0 {
 		return 0, nil
 	}

@@ -63,6 +63,11 @@ CREATE TABLE cliente_states (
 	error TEXT NOT NULL DEFAULT '',
 	since BIGINT NOT NULL
 )`),
+	// A session manager's log has an id; when it changes (a wiped state directory) its
+	// numbering restarts, and the hub stores the new log's events after seq_base.
+	hub.Migration(2, `
+ALTER TABLE event_cursors ADD COLUMN log_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE event_cursors ADD COLUMN seq_base BIGINT NOT NULL DEFAULT 0`),
 }
 
 // Event types in the session manager's log.
@@ -85,6 +90,8 @@ type Event struct {
 type Batch struct {
 	Events []Event `json:"events"`
 	Next   int64   `json:"next"`
+	// LogID names the session manager's log; a new one means the log was replaced.
+	LogID string `json:"log_id"`
 }
 
 // Stored is an event as the hub keeps it, with the ID webhooks carry for deduplication.
@@ -158,12 +165,52 @@ func (s *Store) Cursor(ctx context.Context, cliente string) (int64, error) {
 }
 
 func cursor(ctx context.Context, q hub.Querier, cliente string) (int64, error) {
-	var seq int64
-	err := q.QueryRow(ctx, `SELECT seq FROM event_cursors WHERE cliente_id = ?`, cliente).Scan(&seq)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil
-	}
+	seq, _, _, err := position(ctx, q, cliente)
 	return seq, err
+}
+
+// position returns the cursor (the last sequence number of the session manager's log that was
+// stored), the base added to its numbers in the events table, and the log's id.
+func position(ctx context.Context, q hub.Querier, cliente string) (seq, base int64, logID string, err error) {
+	err = q.QueryRow(ctx, `SELECT seq, seq_base, log_id FROM event_cursors WHERE cliente_id = ?`, cliente).Scan(&seq, &base, &logID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, 0, "", nil
+	}
+	return seq, base, logID, err
+}
+
+// Position returns cliente's cursor and the id of the log it belongs to ("" when unknown).
+func (s *Store) Position(ctx context.Context, cliente string) (int64, string, error) {
+	seq, _, logID, err := position(ctx, s.db, cliente)
+	return seq, logID, err
+}
+
+// Rebase records that cliente's session manager now serves the log logID. The first id
+// seen is just recorded. A different one means the log was replaced and numbers from 1
+// again: the cursor goes back to 0 and the new log's events are stored after everything
+// already kept. It reports whether the cursor was reset.
+func (s *Store) Rebase(ctx context.Context, cliente, logID string) (reset bool, err error) {
+	err = s.db.InTx(ctx, func(tx *store.Tx) error {
+		seq, base, old, err := position(ctx, tx, cliente)
+		if err != nil {
+			return err
+		}
+		now := hub.Millis(s.now())
+		if old == "" || old == logID {
+			_, err = tx.Exec(ctx, `INSERT INTO event_cursors (cliente_id, seq, updated_at, log_id) VALUES (?, ?, ?, ?)
+				ON CONFLICT (cliente_id) DO UPDATE SET log_id = excluded.log_id, updated_at = excluded.updated_at`, cliente, seq, now, logID)
+			return err
+		}
+		var maxSeq int64
+		if err := tx.QueryRow(ctx, `SELECT COALESCE(MAX(seq), 0) FROM events WHERE cliente_id = ?`, cliente).Scan(&maxSeq); err != nil {
+			return err
+		}
+		reset = true
+		_, err = tx.Exec(ctx, `UPDATE event_cursors SET seq = 0, seq_base = ?, log_id = ?, updated_at = ? WHERE cliente_id = ?`,
+			max(maxSeq, base+seq), logID, now, cliente)
+		return err
+	})
+	return reset, err
 }
 
 func newID() string {
@@ -179,7 +226,7 @@ func (s *Store) Apply(ctx context.Context, cliente string, evs []Event) ([]Store
 	var out []Stored
 	err := s.db.InTx(ctx, func(tx *store.Tx) error {
 		out = out[:0]
-		cur, err := cursor(ctx, tx, cliente)
+		cur, base, _, err := position(ctx, tx, cliente)
 		if err != nil {
 			return fmt.Errorf("read cursor: %w", err)
 		}
@@ -190,7 +237,7 @@ func (s *Store) Apply(ctx context.Context, cliente string, evs []Event) ([]Store
 				continue
 			}
 			last = e.Seq
-			st := Stored{ID: newID(), ClienteID: cliente, Seq: e.Seq, Type: e.Type, Time: e.Time.UTC(), Data: e.Data, ReceivedAt: now}
+			st := Stored{ID: newID(), ClienteID: cliente, Seq: base + e.Seq, Type: e.Type, Time: e.Time.UTC(), Data: e.Data, ReceivedAt: now}
 			if len(st.Data) == 0 {
 				st.Data = json.RawMessage("{}")
 			}
@@ -199,7 +246,7 @@ func (s *Store) Apply(ctx context.Context, cliente string, evs []Event) ([]Store
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO events (id, cliente_id, seq, type, time, data, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 				st.ID, cliente, st.Seq, st.Type, hub.Millis(st.Time), string(st.Data), hub.Millis(now)); err != nil {
-				return fmt.Errorf("store event %d: %w", e.Seq, err)
+				return fmt.Errorf("store event %d: %w", st.Seq, err)
 			}
 			if err := s.digest(ctx, tx, st); err != nil {
 				return fmt.Errorf("event %d (%s): %w", e.Seq, e.Type, err)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -189,5 +191,78 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 5s")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// scriptedSource serves a log the test controls, with its id.
+type scriptedSource struct {
+	mu    sync.Mutex
+	logID string
+	evs   []Event
+}
+
+func (s *scriptedSource) Events(ctx context.Context, _ string, after int64, wait time.Duration) (Batch, error) {
+	s.mu.Lock()
+	b := Batch{LogID: s.logID, Next: after}
+	for _, e := range s.evs {
+		if e.Seq > after {
+			b.Events = append(b.Events, e)
+			b.Next = e.Seq
+		}
+	}
+	s.mu.Unlock()
+	if len(b.Events) == 0 {
+		time.Sleep(min(wait, 20*time.Millisecond))
+	}
+	return b, nil
+}
+
+func (s *scriptedSource) replace(logID string, evs ...Event) {
+	s.mu.Lock()
+	s.logID, s.evs = logID, evs
+	s.mu.Unlock()
+}
+
+// TestReplacedLogIsReadFromStart: a session manager whose state was wiped numbers its log
+// from 1 again under a new id; the hub reads the new log from its start and keeps the old
+// events, numbered after them.
+func TestReplacedLogIsReadFromStart(t *testing.T) {
+	for name, dsn := range storetest.DSNs(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			s := NewStore(openDB(t, dsn))
+			src := &scriptedSource{}
+			msg := func(seq int64, id string) Event {
+				return ev(seq, TypeMessage, MessageData{ID: id, From: "+5491155550001", Text: "hola " + id})
+			}
+			src.replace("log-A", msg(1, "A1"), msg(2, "A2"), msg(3, "A3"))
+			c := NewConsumer(s, src, nil)
+			c.Wait = 50 * time.Millisecond
+			c.Reconcile(ctx, []string{"51"})
+			defer c.Stop()
+			waitFor(t, func() bool { cur, _ := s.Cursor(ctx, "51"); return cur == 3 })
+			if _, id, _ := s.Position(ctx, "51"); id != "log-A" {
+				t.Errorf("log id = %q, want log-A", id)
+			}
+			src.replace("log-B", msg(1, "B1"), msg(2, "B2"))
+			waitFor(t, func() bool {
+				cur, id, _ := s.Position(ctx, "51")
+				return cur == 2 && id == "log-B"
+			})
+			evs, err := s.List(ctx, "51", 0, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []int64
+			for _, e := range evs {
+				got = append(got, e.Seq)
+			}
+			if diff := cmp.Diff(got, []int64{1, 2, 3, 4, 5}); diff != "" {
+				t.Errorf("stored seqs (-got +want):\n%s", diff)
+			}
+			if len(evs) == 5 && !strings.Contains(string(evs[4].Data), "B2") {
+				t.Errorf("last event = %s, want the new log's B2", evs[4].Data)
+			}
+		})
 	}
 }
