@@ -17,9 +17,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/textproto"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -407,6 +409,10 @@ func (p *Pool) Forward(w http.ResponseWriter, r *http.Request, id, path string, 
 		out.Body, out.ContentLength = io.NopCloser(bytes.NewReader(b)), int64(len(b))
 		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
 	}
+	if t.unix {
+		forwardLocal(w, out, t, timeout, onError)
+		return
+	}
 	rp := *t.rp
 	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
 		var mbe *http.MaxBytesError
@@ -420,6 +426,70 @@ func (p *Pool) Forward(w http.ResponseWriter, r *http.Request, id, path string, 
 		onError(w, r, t.classify(err, timeout))
 	}
 	rp.ServeHTTP(w, out)
+}
+
+// forwardLocal is Forward for a session manager on this host's unix socket: the same
+// header rules as the reverse proxy (hop-by-hop headers, the caller's credentials and cookies
+// stay behind; no cookie comes back), without httputil.ReverseProxy's per-request copies.
+func forwardLocal(w http.ResponseWriter, in *http.Request, t *target, timeout time.Duration, onError func(http.ResponseWriter, *http.Request, error)) {
+	req := &http.Request{
+		Method:        in.Method,
+		URL:           &url.URL{Scheme: t.base.Scheme, Host: t.base.Host, Path: in.URL.Path, RawQuery: in.URL.RawQuery},
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        make(http.Header, len(in.Header)),
+		Body:          in.Body,
+		GetBody:       in.GetBody,
+		ContentLength: in.ContentLength,
+		Host:          t.base.Host,
+	}
+	if req.Body == nil {
+		req.Body = http.NoBody
+	}
+	req = req.WithContext(in.Context())
+	copyEndToEnd(req.Header, in.Header, "Authorization", "Cookie")
+	resp, err := t.tr.RoundTrip(req)
+	if err != nil {
+		if errors.Is(in.Context().Err(), context.Canceled) {
+			return // the caller went away
+		}
+		onError(w, in, t.classify(err, timeout))
+		return
+	}
+	defer resp.Body.Close()
+	copyEndToEnd(w.Header(), resp.Header, "Set-Cookie")
+	w.WriteHeader(resp.StatusCode)
+	buf := buffers.Get()
+	io.CopyBuffer(w, resp.Body, buf)
+	buffers.Put(buf)
+}
+
+// hopByHop are the headers that belong to one connection, never forwarded.
+var hopByHop = map[string]bool{"Connection": true, "Proxy-Connection": true, "Keep-Alive": true,
+	"Proxy-Authenticate": true, "Proxy-Authorization": true, "Te": true, "Trailer": true,
+	"Transfer-Encoding": true, "Upgrade": true}
+
+// copyEndToEnd copies src's headers into dst but the hop-by-hop ones, those src's Connection
+// header names, and skip.
+func copyEndToEnd(dst, src http.Header, skip ...string) {
+	var named map[string]bool
+	for _, v := range src["Connection"] {
+		for _, name := range strings.Split(v, ",") {
+			if name = textproto.TrimString(name); name != "" {
+				if named == nil {
+					named = map[string]bool{}
+				}
+				named[http.CanonicalHeaderKey(name)] = true
+			}
+		}
+	}
+	for k, vv := range src {
+		if hopByHop[k] || named[k] || slices.Contains(skip, k) {
+			continue
+		}
+		dst[k] = vv
+	}
 }
 
 // Status is one cliente's session-manager status as the hub reports it: the session manager's

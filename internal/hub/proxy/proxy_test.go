@@ -116,3 +116,41 @@ func TestFailures(t *testing.T) {
 		t.Errorf("cancelled caller: %v, want context.Canceled", err)
 	}
 }
+
+// TestForwardHeaders: what crosses the proxy in each direction.
+func TestForwardHeaders(t *testing.T) {
+	dir := t.TempDir()
+	serveUnix(t, filepath.Join(dir, "51.sock"), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen := []string{}
+		for _, k := range []string{"Authorization", "Cookie", "Accept", "X-Hop", "Keep-Alive"} {
+			if r.Header.Get(k) != "" {
+				seen = append(seen, k)
+			}
+		}
+		w.Header().Set("Set-Cookie", "sm=1")
+		w.Header().Set("Content-Type", "image/png")
+		w.Header().Set("Retry-After", "2")
+		w.Header().Set("X-Seen", strings.Join(seen, ","))
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "png?")
+	}))
+	p := newPool(t, dir)
+	req := httptest.NewRequest("GET", "/session-manager/51/qr", nil)
+	req.Header.Set("Authorization", "Bearer caller-secret")
+	req.Header.Set("Cookie", "leadmaster_session=abc")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Connection", "X-Hop")
+	req.Header.Set("X-Hop", "1")
+	req.Header.Set("Keep-Alive", "timeout=5")
+	rec := httptest.NewRecorder()
+	p.Forward(rec, req, "51", "/qr", 0, func(w http.ResponseWriter, _ *http.Request, err error) { t.Fatalf("Forward: %v", err) })
+	if got := rec.Result().Header.Get("X-Seen"); got != "Accept" {
+		t.Errorf("the session manager saw %q; want only Accept (no credentials, cookies or hop-by-hop headers)", got)
+	}
+	if rec.Code != 503 || rec.Header().Get("Retry-After") != "2" || rec.Header().Get("Content-Type") != "image/png" || rec.Body.String() != "png?" {
+		t.Errorf("answer %d %v %q; want the session manager's status, headers and body", rec.Code, rec.Header(), rec.Body.String())
+	}
+	if rec.Header().Get("Set-Cookie") != "" {
+		t.Error("a session manager's Set-Cookie reached the caller")
+	}
+}
