@@ -78,56 +78,8 @@ func (h *hookLog) messages() map[string]int {
 	return out
 }
 
-type client struct {
-	t     *testing.T
-	base  string
-	token string
-}
-
-func (c *client) do(method, path string, body any, out any) (int, string) {
-	c.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = strings.NewReader(string(b))
-	}
-	req, _ := http.NewRequest(method, c.base+path, rd)
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
-	if err != nil {
-		c.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if out != nil && resp.StatusCode/100 == 2 {
-		if err := json.Unmarshal(b, out); err != nil {
-			c.t.Fatalf("%s %s: %s: %v", method, path, b, err)
-		}
-	}
-	return resp.StatusCode, string(b)
-}
-
-func (c *client) login(user, pw string) *client {
-	c.t.Helper()
-	var s struct{ Token string }
-	if code, body := c.do("POST", "/api/auth/login", map[string]string{"username": user, "password": pw}, &s); code != 200 {
-		c.t.Fatalf("login %s: %d %s", user, code, body)
-	}
-	return &client{t: c.t, base: c.base, token: s.Token}
-}
-
-func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+// client calls the hub's API (see daemontest.Client).
+type client = daemontest.Client
 
 func TestMain(m *testing.M) { os.Exit(daemontest.Main(m)) }
 
@@ -187,20 +139,20 @@ name = "Otra"
 	hubSock, hubAddr := daemontest.Socket(t, "tcp", "127.0.0.1:0")
 	hub := daemontest.Start(t, "central-hub", hubSock, dir, nil, hubBin, "--config", cfgPath)
 	hub.WaitReady()
-	anon := &client{t: t, base: "http://" + hubAddr}
+	anon := &client{TB: t, Base: "http://" + hubAddr}
 
 	// The admin creates a user for cliente 51 (and one for 52).
-	admin := anon.login("admin", e2eAdminPassword)
+	admin := anon.Login("admin", e2eAdminPassword)
 	for _, u := range []map[string]string{
 		{"username": "vendedora", "password": e2eMemberPassword, "cliente": "51"},
 		{"username": "otro", "password": e2eOutsiderPasswrd, "cliente": "52"},
 	} {
-		if code, body := admin.do("POST", "/api/users", u, nil); code != 201 {
+		if code, body := admin.Do("POST", "/api/users", u, nil); code != 201 {
 			t.Fatalf("create user: %d %s", code, body)
 		}
 	}
-	member := anon.login("vendedora", e2eMemberPassword)
-	outsider := anon.login("otro", e2eOutsiderPasswrd)
+	member := anon.Login("vendedora", e2eMemberPassword)
+	outsider := anon.Login("otro", e2eOutsiderPasswrd)
 
 	// Tenant isolation and auth failures, against the running daemons.
 	for _, tt := range []struct {
@@ -214,29 +166,29 @@ name = "Otra"
 		{outsider, "/api/clientes/51/conversations", 403},
 		{member, "/api/whatsapp/52/status", 403},
 	} {
-		if code, body := tt.c.do("GET", tt.path, nil, nil); code != tt.want {
+		if code, body := tt.c.Do("GET", tt.path, nil, nil); code != tt.want {
 			t.Errorf("GET %s: %d %s, want %d", tt.path, code, body, tt.want)
 		}
 	}
 	// Cliente 52 has no session manager: a clear answer at once.
 	start := time.Now()
-	if code, body := outsider.do("GET", "/session-manager/52/status", nil, nil); code != 503 || !strings.Contains(body, "cliente 52") || time.Since(start) > 2*time.Second {
+	if code, body := outsider.Do("GET", "/session-manager/52/status", nil, nil); code != 503 || !strings.Contains(body, "cliente 52") || time.Since(start) > 2*time.Second {
 		t.Errorf("cliente 52 without a session manager: %d %s after %s", code, body, time.Since(start))
 	}
 
 	// The member gets the QR through the hub; the fake phone scans it.
 	var qr string
-	eventually(t, "QR through the hub", 20*time.Second, func() bool {
-		code, body := member.do("GET", "/api/whatsapp/51/qr?format=text", nil, nil)
+	daemontest.Eventually(t, "QR through the hub", 20*time.Second, func() bool {
+		code, body := member.Do("GET", "/api/whatsapp/51/qr?format=text", nil, nil)
 		qr = body
 		return code == 200
 	})
 	if err := fake.ScanQR(ctx, qr, linkedPhone); err != nil {
 		t.Fatalf("ScanQR: %v", err)
 	}
-	eventually(t, "connected", 30*time.Second, func() bool {
+	daemontest.Eventually(t, "connected", 30*time.Second, func() bool {
 		var st struct{ State, Phone string }
-		member.do("GET", "/api/whatsapp/51/status", nil, &st)
+		member.Do("GET", "/api/whatsapp/51/status", nil, &st)
 		return st.State == "connected" && st.Phone == "+"+linkedPhone
 	})
 
@@ -244,7 +196,7 @@ name = "Otra"
 	if _, err := fake.SendText(ctx, leadPhone, linkedPhone, "Hola, ¿sigue disponible el depto?", "Carla"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "message webhook", 20*time.Second, func() bool { return hooks.messages()["Hola, ¿sigue disponible el depto?"] == 1 })
+	daemontest.Eventually(t, "message webhook", 20*time.Second, func() bool { return hooks.messages()["Hola, ¿sigue disponible el depto?"] == 1 })
 	var conv struct {
 		Leads []struct {
 			ID       int64
@@ -252,32 +204,32 @@ name = "Otra"
 			PushName string `json:"push_name"`
 		}
 	}
-	member.do("GET", "/api/clientes/51/conversations", nil, &conv)
+	member.Do("GET", "/api/clientes/51/conversations", nil, &conv)
 	if len(conv.Leads) != 1 || conv.Leads[0].Phone != "+"+leadPhone || conv.Leads[0].PushName != "Carla" {
 		t.Fatalf("conversations = %+v, want Carla's", conv)
 	}
 	var msgs struct {
 		Messages []struct{ Text, Direction string }
 	}
-	member.do("GET", fmt.Sprintf("/api/clientes/51/contacts/%d/messages", conv.Leads[0].ID), nil, &msgs)
+	member.Do("GET", fmt.Sprintf("/api/clientes/51/contacts/%d/messages", conv.Leads[0].ID), nil, &msgs)
 	if len(msgs.Messages) != 1 || msgs.Messages[0].Text != "Hola, ¿sigue disponible el depto?" {
 		t.Errorf("messages = %+v", msgs)
 	}
 
 	// Contacts sync from the session manager.
 	var sync struct{ Contacts int }
-	if code, body := member.do("POST", "/api/clientes/51/contacts/sync", nil, &sync); code != 200 || sync.Contacts < 1 {
+	if code, body := member.Do("POST", "/api/clientes/51/contacts/sync", nil, &sync); code != 200 || sync.Contacts < 1 {
 		t.Errorf("sync: %d %s", code, body)
 	}
 	var page struct {
 		Total int
 		Leads []struct{ Phone, Source string }
 	}
-	member.do("GET", "/api/clientes/51/contacts?q=carla", nil, &page)
+	member.Do("GET", "/api/clientes/51/contacts?q=carla", nil, &page)
 	if page.Total != 1 || page.Leads[0].Phone != "+"+leadPhone {
 		t.Errorf("contacts?q=carla = %+v", page)
 	}
-	if code, _ := outsider.do("GET", "/api/clientes/52/contacts?q=carla", nil, &page); code != 200 || page.Total != 0 {
+	if code, _ := outsider.Do("GET", "/api/clientes/52/contacts?q=carla", nil, &page); code != 200 || page.Total != 0 {
 		t.Errorf("cliente 52 sees 51's contacts: %+v", page)
 	}
 
@@ -294,7 +246,7 @@ name = "Otra"
 		}
 		sent <- nil
 	}()
-	eventually(t, "some of the burst delivered", 20*time.Second, func() bool { return len(hooks.messages()) >= 4 })
+	daemontest.Eventually(t, "some of the burst delivered", 20*time.Second, func() bool { return len(hooks.messages()) >= 4 })
 	hub.Kill()
 	time.Sleep(500 * time.Millisecond) // messages keep arriving in the session manager's log
 	hub = daemontest.Start(t, "central-hub", hubSock, dir, nil, hubBin, "--config", cfgPath)
@@ -302,7 +254,7 @@ name = "Otra"
 	if err := <-sent; err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "all messages delivered", 30*time.Second, func() bool { return len(hooks.messages()) == n+1 })
+	daemontest.Eventually(t, "all messages delivered", 30*time.Second, func() bool { return len(hooks.messages()) == n+1 })
 	time.Sleep(500 * time.Millisecond) // let any duplicate show up
 	for text, count := range hooks.messages() {
 		if count != 1 {
@@ -321,7 +273,7 @@ name = "Otra"
 	}
 	json.NewDecoder(resp.Body).Decode(&smLog)
 	resp.Body.Close()
-	eventually(t, "every logged event delivered", 20*time.Second, func() bool {
+	daemontest.Eventually(t, "every logged event delivered", 20*time.Second, func() bool {
 		hooks.mu.Lock()
 		defer hooks.mu.Unlock()
 		return len(hooks.byID) >= len(smLog.Events)
@@ -341,7 +293,7 @@ name = "Otra"
 	}
 	hooks.mu.Unlock()
 	var msgs2 struct{ Messages []struct{ Text string } }
-	member.do("GET", fmt.Sprintf("/api/clientes/51/contacts/%d/messages?limit=100", conv.Leads[0].ID), nil, &msgs2)
+	member.Do("GET", fmt.Sprintf("/api/clientes/51/contacts/%d/messages?limit=100", conv.Leads[0].ID), nil, &msgs2)
 	if len(msgs2.Messages) != n+1 {
 		t.Errorf("conversation holds %d messages after the crash, want %d", len(msgs2.Messages), n+1)
 	}

@@ -5,8 +5,12 @@
 package daemontest
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -250,4 +254,63 @@ func Tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// Client calls central-hub's JSON API.
+type Client struct {
+	TB    testing.TB
+	Base  string // http://host:port
+	Token string
+}
+
+// Do sends body (if any) as JSON and decodes a 2xx answer into out (if any). It returns the
+// status and the body; a connection error (a hub being restarted) is status 0 with its text.
+func (c *Client) Do(method, path string, body, out any) (int, string) {
+	c.TB.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, c.Base+path, rd)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil && resp.StatusCode/100 == 2 {
+		if err := json.Unmarshal(b, out); err != nil {
+			c.TB.Fatalf("%s %s: %s: %v", method, path, b, err)
+		}
+	}
+	return resp.StatusCode, string(b)
+}
+
+// Login returns a Client holding user's token.
+func (c *Client) Login(user, password string) *Client {
+	c.TB.Helper()
+	var s struct{ Token string }
+	if code, body := c.Do("POST", "/api/auth/login", map[string]string{"username": user, "password": password}, &s); code != 200 {
+		c.TB.Fatalf("login %s: %d %s", user, code, body)
+	}
+	return &Client{TB: c.TB, Base: c.Base, Token: s.Token}
+}
+
+// Eventually fails the test unless cond becomes true within timeout.
+func Eventually(tb testing.TB, what string, timeout time.Duration, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s: not within %s", what, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

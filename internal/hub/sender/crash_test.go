@@ -39,7 +39,7 @@ func TestCrashExactlyOnce(t *testing.T) {
 		want[strings.TrimPrefix(phone(i), "+")] = fmt.Sprintf("Hola Persona %d, este es el mensaje %d", i, i)
 	}
 	var c sender.Campaign
-	if code, body := api.do("POST", "/api/clientes/51/campaigns", map[string]any{
+	if code, body := api.Do("POST", "/api/clientes/51/campaigns", map[string]any{
 		"name": "crash", "template": "Hola {{nombre}}, este es el mensaje {{n}}",
 		"recipients": map[string]any{"list": list}, "start": true,
 	}, &c); code != 201 {
@@ -112,7 +112,7 @@ func TestCrashExactlyOnce(t *testing.T) {
 	// The campaign finishes.
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
-		code, _ := api.do("GET", fmt.Sprintf("/api/clientes/51/campaigns/%d", c.ID), nil, &c)
+		code, _ := api.Do("GET", fmt.Sprintf("/api/clientes/51/campaigns/%d", c.ID), nil, &c)
 		if code == 200 && c.State == sender.CampaignDone {
 			break
 		}
@@ -125,7 +125,7 @@ func TestCrashExactlyOnce(t *testing.T) {
 	// Every recipient received its message exactly once: one distinct ID, the right text,
 	// the ID the hub's outbox holds for it.
 	var page sender.MessagePage
-	if code, body := api.do("GET", fmt.Sprintf("/api/clientes/51/messages?campaign=%d&limit=1000", c.ID), nil, &page); code != 200 {
+	if code, body := api.Do("GET", fmt.Sprintf("/api/clientes/51/messages?campaign=%d&limit=1000", c.ID), nil, &page); code != 200 {
 		t.Fatalf("list messages: %d %s", code, body)
 	}
 	outboxID := map[string]string{}

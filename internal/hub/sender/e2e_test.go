@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leadmaster/leadmaster/internal/daemontest"
 	"github.com/leadmaster/leadmaster/internal/hub/sender"
 )
 
@@ -21,7 +22,7 @@ func TestEndToEnd(t *testing.T) {
 	send := func(to, text string) sender.Message {
 		t.Helper()
 		var m sender.Message
-		if code, body := api.do("POST", "/api/clientes/51/messages", map[string]string{"to": to, "text": text}, &m); code != 202 {
+		if code, body := api.Do("POST", "/api/clientes/51/messages", map[string]string{"to": to, "text": text}, &m); code != 202 {
 			t.Fatalf("POST message: %d %s", code, body)
 		}
 		return m
@@ -29,8 +30,8 @@ func TestEndToEnd(t *testing.T) {
 	waitState := func(id, want string) sender.Message {
 		t.Helper()
 		var m sender.Message
-		eventually(t, fmt.Sprintf("message %s %s", id, want), 20*time.Second, func() bool {
-			api.do("GET", "/api/clientes/51/messages/"+id, nil, &m)
+		daemontest.Eventually(t, fmt.Sprintf("message %s %s", id, want), 20*time.Second, func() bool {
+			api.Do("GET", "/api/clientes/51/messages/"+id, nil, &m)
 			return m.State == want
 		})
 		return m
@@ -64,8 +65,8 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	var sending sender.SendingStatus
-	eventually(t, "sending paused", 20*time.Second, func() bool {
-		api.do("GET", "/api/clientes/51/sending", nil, &sending)
+	daemontest.Eventually(t, "sending paused", 20*time.Second, func() bool {
+		api.Do("GET", "/api/clientes/51/sending", nil, &sending)
 		return sending.Paused
 	})
 	if !strings.Contains(sending.Reason, "logged the number out") || !strings.HasPrefix(sending.Status, "paused: ") {
@@ -74,11 +75,11 @@ func TestEndToEnd(t *testing.T) {
 	held := send("+5491177770004", "¿Sigue ahí?")
 	time.Sleep(time.Second)
 	var h sender.Message
-	api.do("GET", "/api/clientes/51/messages/"+held.ID, nil, &h)
+	api.Do("GET", "/api/clientes/51/messages/"+held.ID, nil, &h)
 	if h.State != sender.StateQueued || h.Attempts != 0 {
 		t.Errorf("message while paused: %s after %d attempts, want queued untried", h.State, h.Attempts)
 	}
-	if code, body := api.do("POST", "/api/clientes/51/sending/resume", nil, &sending); code != 200 || sending.Paused {
+	if code, body := api.Do("POST", "/api/clientes/51/sending/resume", nil, &sending); code != 200 || sending.Paused {
 		t.Errorf("resume: %d %s", code, body)
 	}
 	st.hub.Stop()

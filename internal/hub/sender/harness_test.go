@@ -83,7 +83,7 @@ name = "Acme"
 	st.hubSock, hubAddr = daemontest.Socket(t, "tcp", "127.0.0.1:0")
 	st.hub = st.startHub()
 	st.hub.WaitReady()
-	st.api = (&client{t: t, base: "http://" + hubAddr}).login("admin", "e2e-test-password")
+	st.api = (&client{TB: t, Base: "http://" + hubAddr}).Login("admin", "e2e-test-password")
 	return st
 }
 
@@ -116,7 +116,7 @@ func link(t *testing.T, fake *fakewa.Server, sock string) {
 		return resp.StatusCode, string(b)
 	}
 	var qr string
-	eventually(t, "a QR code", 20*time.Second, func() bool {
+	daemontest.Eventually(t, "a QR code", 20*time.Second, func() bool {
 		code, body := get("/qr?format=text")
 		qr = body
 		return code == 200
@@ -124,7 +124,7 @@ func link(t *testing.T, fake *fakewa.Server, sock string) {
 	if err := fake.ScanQR(context.Background(), qr, linkedPhone); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "session manager connected", 20*time.Second, func() bool {
+	daemontest.Eventually(t, "session manager connected", 20*time.Second, func() bool {
 		_, body := get("/status")
 		var st struct{ State string }
 		json.Unmarshal([]byte(body), &st)
@@ -134,54 +134,5 @@ func link(t *testing.T, fake *fakewa.Server, sock string) {
 
 func TestMain(m *testing.M) { os.Exit(daemontest.Main(m)) }
 
-type client struct {
-	t     *testing.T
-	base  string
-	token string
-}
-
-// do sends a JSON request; a connection error (the hub being restarted) is answered as 0.
-func (c *client) do(method, path string, body any, out any) (int, string) {
-	c.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = strings.NewReader(string(b))
-	}
-	req, _ := http.NewRequest(method, c.base+path, rd)
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if out != nil && resp.StatusCode/100 == 2 {
-		if err := json.Unmarshal(b, out); err != nil {
-			c.t.Fatalf("%s %s: %s: %v", method, path, b, err)
-		}
-	}
-	return resp.StatusCode, string(b)
-}
-
-func (c *client) login(user, pw string) *client {
-	c.t.Helper()
-	var s struct{ Token string }
-	if code, body := c.do("POST", "/api/auth/login", map[string]string{"username": user, "password": pw}, &s); code != 200 {
-		c.t.Fatalf("login %s: %d %s", user, code, body)
-	}
-	return &client{t: c.t, base: c.base, token: s.Token}
-}
-
-func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+// client calls the hub's API (see daemontest.Client).
+type client = daemontest.Client
