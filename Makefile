@@ -37,7 +37,7 @@ demo: ## Watch QR, link, send, receipt and reply happen against the fake WhatsAp
 bench: ## Run the benchmarks named in the issues and print the figures
 	@./scripts/bench
 
-lint: ## go vet, gofmt and (when installed) staticcheck
+lint: ## go vet and gofmt
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l cmd internal)" || { gofmt -l cmd internal; echo "gofmt: files above need formatting"; exit 1; }
 
@@ -51,4 +51,4 @@ clean: ## Remove build output
 	rm -rf bin dist build
 
 help: ## List the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
