@@ -45,20 +45,9 @@ func openDB(ctx context.Context, cfg *config.Config, getenv func(string) string)
 	if err != nil {
 		return nil, dsn, fmt.Errorf("open hub database: %w", err)
 	}
-	for _, m := range []struct {
-		component string
-		ms        []store.Migration
-	}{
-		{auth.Component, auth.Migrations},
-		{contacts.Component, contacts.Migrations},
-		{events.Component, events.Migrations},
-		{webhook.Component, webhook.Migrations},
-		{sender.Component, sender.Migrations},
-	} {
-		if err := db.Migrate(ctx, m.component, m.ms); err != nil {
-			db.Close()
-			return nil, dsn, err
-		}
+	if err := api.Migrate(ctx, db); err != nil {
+		db.Close()
+		return nil, dsn, err
 	}
 	return db, dsn, nil
 }

@@ -67,13 +67,8 @@ name = "Never started"
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { e.db.Close() })
-	for _, m := range []struct {
-		c  string
-		ms []store.Migration
-	}{{auth.Component, auth.Migrations}, {contacts.Component, contacts.Migrations}, {events.Component, events.Migrations}, {webhook.Component, webhook.Migrations}} {
-		if err := e.db.Migrate(ctx, m.c, m.ms); err != nil {
-			tb.Fatal(err)
-		}
+	if err := Migrate(ctx, e.db); err != nil {
+		tb.Fatal(err)
 	}
 	e.auth = auth.New(e.db, auth.Options{Params: auth.Params{Memory: 64, Time: 1, Threads: 1}})
 	e.pool = proxy.New(nil2log(), proxy.Options{DialTimeout: time.Second, Timeout: 2 * time.Second})

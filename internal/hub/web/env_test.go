@@ -20,6 +20,7 @@ import (
 
 	"github.com/leadmaster/leadmaster/internal/config"
 	"github.com/leadmaster/leadmaster/internal/hub"
+	"github.com/leadmaster/leadmaster/internal/hub/api"
 	"github.com/leadmaster/leadmaster/internal/hub/auth"
 	"github.com/leadmaster/leadmaster/internal/hub/contacts"
 	"github.com/leadmaster/leadmaster/internal/hub/events"
@@ -76,13 +77,8 @@ name = "Never started"
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { e.db.Close() })
-	for _, m := range []struct {
-		c  string
-		ms []store.Migration
-	}{{auth.Component, auth.Migrations}, {contacts.Component, contacts.Migrations}, {events.Component, events.Migrations}, {sender.Component, sender.Migrations}} {
-		if err := e.db.Migrate(ctx, m.c, m.ms); err != nil {
-			tb.Fatal(err)
-		}
+	if err := api.Migrate(ctx, e.db); err != nil {
+		tb.Fatal(err)
 	}
 	e.auth = auth.New(e.db, auth.Options{Params: auth.Params{Memory: 64, Time: 1, Threads: 1}})
 	pool := proxy.New(slog.New(slog.DiscardHandler), proxy.Options{DialTimeout: time.Second, Timeout: 2 * time.Second})

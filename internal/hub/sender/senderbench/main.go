@@ -26,7 +26,7 @@ import (
 	"github.com/leadmaster/leadmaster/internal/config"
 	"github.com/leadmaster/leadmaster/internal/fakewa"
 	"github.com/leadmaster/leadmaster/internal/hub"
-	"github.com/leadmaster/leadmaster/internal/hub/contacts"
+	"github.com/leadmaster/leadmaster/internal/hub/api"
 	"github.com/leadmaster/leadmaster/internal/hub/events"
 	"github.com/leadmaster/leadmaster/internal/hub/proxy"
 	"github.com/leadmaster/leadmaster/internal/hub/sender"
@@ -89,14 +89,9 @@ func hubDB(ctx context.Context, dir string) (*store.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, m := range []struct {
-		c  string
-		ms []store.Migration
-	}{{contacts.Component, contacts.Migrations}, {events.Component, events.Migrations}, {sender.Component, sender.Migrations}} {
-		if err := db.Migrate(ctx, m.c, m.ms); err != nil {
-			db.Close()
-			return nil, err
-		}
+	if err := api.Migrate(ctx, db); err != nil {
+		db.Close()
+		return nil, err
 	}
 	return db, nil
 }
