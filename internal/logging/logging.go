@@ -76,7 +76,7 @@ func (h *journalHandler) Handle(_ context.Context, r slog.Record) error {
 	// The message line keeps the attributes too, so plain `journalctl -u` shows them.
 	var text strings.Builder
 	text.WriteString(r.Message)
-	add := func(prefix string, a slog.Attr) {}
+	var add func(prefix string, a slog.Attr)
 	add = func(prefix string, a slog.Attr) {
 		a.Value = a.Value.Resolve()
 		if a.Equal(slog.Attr{}) {
