@@ -343,15 +343,28 @@ func (s *Server) writeErr(w http.ResponseWriter, r *http.Request, err error) {
 	}
 }
 
+// jsonBuffers hold answers while they are encoded (a failed encoding must not leave half an
+// answer written); jsonType is the Content-Type every JSON answer gets.
+var (
+	jsonBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+	jsonType    = []string{"application/json"}
+)
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
+	buf := jsonBuffers.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= 64<<10 { // a large answer (a contacts list) is not kept around
+			jsonBuffers.Put(buf)
+		}
+	}()
+	enc := json.NewEncoder(buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
 		http.Error(w, `{"error":{"code":"internal","message":"encode response"}}`, http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = jsonType
 	w.WriteHeader(status)
 	w.Write(buf.Bytes())
 }

@@ -75,7 +75,8 @@ type target struct {
 	token    string
 	tokenErr error
 	tr       roundTripper
-	rp       *httputil.ReverseProxy
+	local    *connTransport         // tr, for a session manager on this host
+	rp       *httputil.ReverseProxy // for a remote one
 }
 
 type roundTripper interface {
@@ -142,25 +143,26 @@ func (p *Pool) newTarget(id string, cl config.Cliente, socket string, getenv fun
 		t.where = "socket " + socket
 		t.key = "unix:" + socket
 		t.base = &url.URL{Scheme: "http", Host: "session-manager-" + id}
-		t.tr = &connTransport{maxIdle: 256, dial: func(ctx context.Context) (net.Conn, error) {
+		t.local = &connTransport{maxIdle: 256, host: t.base.Host, dial: func(ctx context.Context) (net.Conn, error) {
 			return dialer.DialContext(ctx, "unix", socket)
 		}}
-	} else {
-		u, _ := url.Parse(strings.TrimSuffix(cl.Address, "/")) // validated by config
-		t.base = u
-		t.where = u.Redacted()
-		t.key = "remote:" + cl.Address
-		t.tr = &http.Transport{
-			DialContext:           dialer.DialContext,
-			TLSHandshakeTimeout:   p.opt.DialTimeout * 2,
-			MaxIdleConns:          512,
-			MaxIdleConnsPerHost:   256,
-			IdleConnTimeout:       90 * time.Second,
-			ExpectContinueTimeout: time.Second,
-			DisableCompression:    true,
-		}
-		t.token, t.tokenErr = readToken(cl.TokenFile, getenv)
+		t.tr = t.local
+		return t
 	}
+	u, _ := url.Parse(strings.TrimSuffix(cl.Address, "/")) // validated by config
+	t.base = u
+	t.where = u.Redacted()
+	t.key = "remote:" + cl.Address
+	t.tr = &http.Transport{
+		DialContext:           dialer.DialContext,
+		TLSHandshakeTimeout:   p.opt.DialTimeout * 2,
+		MaxIdleConns:          512,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true,
+	}
+	t.token, t.tokenErr = readToken(cl.TokenFile, getenv)
 	t.rp = &httputil.ReverseProxy{
 		Transport:  t.tr,
 		BufferPool: buffers,
@@ -392,26 +394,28 @@ func (p *Pool) Forward(w http.ResponseWriter, r *http.Request, id, path string, 
 	if timeout == 0 {
 		timeout = p.opt.Timeout
 	}
+	var body []byte
+	if r.Body != nil && r.Body != http.NoBody {
+		// Request bodies are small (the API limits them); holding one lets the transport send
+		// it again when a kept-alive connection turns out to be closed.
+		if body, err = io.ReadAll(r.Body); err != nil {
+			onError(w, r, err)
+			return
+		}
+	}
+	if t.unix {
+		forwardLocal(w, r, t, path, body, timeout, onError)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	out := r.WithContext(ctx) // the reverse proxy clones it again; a shallow copy is enough here
 	u := *r.URL
 	u.Path, u.RawPath = path, ""
 	out.URL = &u
-	if r.Body != nil && r.Body != http.NoBody {
-		// Request bodies are small (the API limits them); holding one lets the transport send
-		// it again when a kept-alive connection turns out to be closed.
-		b, err := io.ReadAll(r.Body)
-		if err != nil {
-			onError(w, r, err)
-			return
-		}
-		out.Body, out.ContentLength = io.NopCloser(bytes.NewReader(b)), int64(len(b))
-		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
-	}
-	if t.unix {
-		forwardLocal(w, out, t, timeout, onError)
-		return
+	if body != nil {
+		out.Body, out.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	}
 	rp := *t.rp
 	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
@@ -430,26 +434,13 @@ func (p *Pool) Forward(w http.ResponseWriter, r *http.Request, id, path string, 
 
 // forwardLocal is Forward for a session manager on this host's unix socket: the same
 // header rules as the reverse proxy (hop-by-hop headers, the caller's credentials and cookies
-// stay behind; no cookie comes back), without httputil.ReverseProxy's per-request copies.
-func forwardLocal(w http.ResponseWriter, in *http.Request, t *target, timeout time.Duration, onError func(http.ResponseWriter, *http.Request, error)) {
-	req := &http.Request{
-		Method:        in.Method,
-		URL:           &url.URL{Scheme: t.base.Scheme, Host: t.base.Host, Path: in.URL.Path, RawQuery: in.URL.RawQuery},
-		Proto:         "HTTP/1.1",
-		ProtoMajor:    1,
-		ProtoMinor:    1,
-		Header:        make(http.Header, len(in.Header)),
-		Body:          in.Body,
-		GetBody:       in.GetBody,
-		ContentLength: in.ContentLength,
-		Host:          t.base.Host,
-	}
-	if req.Body == nil {
-		req.Body = http.NoBody
-	}
-	req = req.WithContext(in.Context())
-	copyEndToEnd(req.Header, in.Header, "Authorization", "Cookie")
-	resp, err := t.tr.RoundTrip(req)
+// stay behind; no cookie comes back), without httputil.ReverseProxy's per-request copies and
+// goroutines. The connection's deadline bounds the exchange, the caller going away ends it.
+func forwardLocal(w http.ResponseWriter, in *http.Request, t *target, path string, body []byte, timeout time.Duration, onError func(http.ResponseWriter, *http.Request, error)) {
+	u := url.URL{Path: path, RawQuery: in.URL.RawQuery}
+	out := &outgoing{method: in.Method, uri: u.RequestURI(), header: make(http.Header, len(in.Header)), body: body}
+	copyEndToEnd(out.header, in.Header, "Authorization", "Cookie")
+	resp, err := t.local.do(in.Context(), out, time.Now().Add(timeout))
 	if err != nil {
 		if errors.Is(in.Context().Err(), context.Canceled) {
 			return // the caller went away

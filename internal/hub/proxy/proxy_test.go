@@ -154,3 +154,58 @@ func TestForwardHeaders(t *testing.T) {
 		t.Error("a session manager's Set-Cookie reached the caller")
 	}
 }
+
+// TestForwardDeadline: a local forward is bounded by its timeout and by its caller, and a
+// pooled connection whose last deadline has passed serves the next request.
+func TestForwardDeadline(t *testing.T) {
+	dir := t.TempDir()
+	serveUnix(t, filepath.Join(dir, "51.sock"), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hang" {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(time.Minute):
+			}
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	p := newPool(t, dir)
+	forward := func(ctx context.Context, path string, timeout time.Duration) (*httptest.ResponseRecorder, error) {
+		req := httptest.NewRequest("GET", "/session-manager/51"+path, nil).WithContext(ctx)
+		rec := httptest.NewRecorder()
+		var ferr error
+		p.Forward(rec, req, "51", path, timeout, func(w http.ResponseWriter, _ *http.Request, err error) { ferr = err })
+		return rec, ferr
+	}
+	ctx := context.Background()
+	if rec, err := forward(ctx, "/status", 50*time.Millisecond); err != nil || rec.Body.String() != "ok" {
+		t.Fatalf("first forward: %q, %v", rec.Body.String(), err)
+	}
+	time.Sleep(100 * time.Millisecond) // the pooled connection's deadline passes
+	if rec, err := forward(ctx, "/status", 50*time.Millisecond); err != nil || rec.Body.String() != "ok" {
+		t.Fatalf("forward on a connection whose deadline passed: %q, %v", rec.Body.String(), err)
+	}
+
+	start := time.Now()
+	_, err := forward(ctx, "/hang", 200*time.Millisecond)
+	var u *Unavailable
+	if !errors.As(err, &u) || u.State != StateUnresponsive || hub.ErrorCode(err) != hub.CodeTimeout {
+		t.Errorf("hung session manager: %v, want state %s", err, StateUnresponsive)
+	}
+	if took := time.Since(start); took < 200*time.Millisecond || took > 2*time.Second {
+		t.Errorf("hung session manager answered after %s, want about the 200ms timeout", took)
+	}
+
+	cctx, cancel := context.WithCancel(ctx)
+	time.AfterFunc(100*time.Millisecond, cancel)
+	start = time.Now()
+	if _, err := forward(cctx, "/hang", 30*time.Second); err != nil {
+		t.Errorf("a caller that went away got an error answer: %v", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("forward went on %s after its caller went away", took)
+	}
+	if rec, err := forward(ctx, "/status", time.Second); err != nil || rec.Body.String() != "ok" {
+		t.Fatalf("forward after a timeout and a cancel: %q, %v", rec.Body.String(), err)
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -19,6 +21,7 @@ import (
 // end) just closes the connection.
 type connTransport struct {
 	dial    func(ctx context.Context) (net.Conn, error)
+	host    string // the Host header sent
 	maxIdle int
 
 	mu   sync.Mutex
@@ -37,27 +40,48 @@ const maxIdleTime = 50 * time.Second
 
 var errRetry = errors.New("idle connection closed by the session manager")
 
+// outgoing is one request to send: the method, the request URI (path and query), the
+// end-to-end headers and the whole body (nil for none), held so that it can be sent again.
+type outgoing struct {
+	method string
+	uri    string
+	header http.Header
+	body   []byte
+}
+
 // RoundTrip sends req and returns the answer; its body must be read to the end and closed
-// for the connection to be reused.
+// for the connection to be reused. The request's context bounds the exchange.
 func (t *connTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	for attempt := 0; ; attempt++ {
-		pc, reused, err := t.get(req.Context())
+	out := &outgoing{method: req.Method, uri: req.URL.RequestURI(), header: req.Header}
+	if req.Body != nil && req.Body != http.NoBody {
+		b, err := io.ReadAll(req.Body)
+		req.Body.Close()
 		if err != nil {
 			return nil, err
 		}
-		resp, err := t.exchange(pc, req, reused)
+		out.body = b
+	}
+	deadline, _ := req.Context().Deadline()
+	return t.do(req.Context(), out, deadline)
+}
+
+// do sends out and returns the answer; its body must be read to the end and closed for the
+// connection to be reused. deadline (if not zero) bounds the whole exchange, reading the
+// body included; ctx being cancelled aborts it at once.
+func (t *connTransport) do(ctx context.Context, out *outgoing, deadline time.Time) (*http.Response, error) {
+	for attempt := 0; ; attempt++ {
+		pc, reused, err := t.get(ctx)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := t.exchange(ctx, pc, out, deadline, reused)
 		if err == nil {
 			return resp, nil
 		}
 		pc.Close()
 		// A kept-alive connection the server closed meanwhile fails before any answer; try
-		// once more on a fresh one when the request can be sent again.
-		if reused && attempt == 0 && errors.Is(err, errRetry) && (req.Body == nil || req.Body == http.NoBody || req.GetBody != nil) {
-			if req.GetBody != nil {
-				if req.Body, err = req.GetBody(); err != nil {
-					return nil, err
-				}
-			}
+		// once more on a fresh one (the whole request is held, so it can be sent again).
+		if reused && attempt == 0 && errors.Is(err, errRetry) {
 			continue
 		}
 		return nil, err
@@ -90,8 +114,8 @@ func (t *connTransport) get(ctx context.Context) (*pconn, bool, error) {
 	return &pconn{Conn: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 8<<10)}, false, nil
 }
 
+// put returns pc to the pool. Its deadline is left as it is: every exchange sets its own.
 func (t *connTransport) put(pc *pconn) {
-	pc.SetDeadline(time.Time{})
 	pc.idle = time.Now()
 	t.mu.Lock()
 	if len(t.idle) < t.maxIdle {
@@ -103,11 +127,11 @@ func (t *connTransport) put(pc *pconn) {
 	pc.Close()
 }
 
-func (t *connTransport) exchange(pc *pconn, req *http.Request, reused bool) (*http.Response, error) {
-	ctx := req.Context()
-	if d, ok := ctx.Deadline(); ok {
-		pc.SetDeadline(d)
-	}
+// readFor gives http.ReadResponse the request method it needs (HEAD answers have no body).
+var readFor = map[string]*http.Request{http.MethodGet: {Method: http.MethodGet}, http.MethodHead: {Method: http.MethodHead}}
+
+func (t *connTransport) exchange(ctx context.Context, pc *pconn, out *outgoing, deadline time.Time, reused bool) (*http.Response, error) {
+	pc.SetDeadline(deadline) // the zero time clears one left from the connection's last use
 	// A cancelled caller unblocks the connection at once; the connection is then discarded.
 	stop := context.AfterFunc(ctx, func() { pc.SetDeadline(time.Unix(1, 0)) })
 	// Until the first byte of an answer arrives, a failure on a reused connection most likely
@@ -122,22 +146,60 @@ func (t *connTransport) exchange(pc *pconn, req *http.Request, reused bool) (*ht
 		}
 		return err
 	}
-	if err := req.Write(pc.bw); err != nil {
-		return nil, early(err)
-	}
+	writeRequest(pc.bw, t.host, out)
 	if err := pc.bw.Flush(); err != nil {
 		return nil, early(err)
 	}
 	if _, err := pc.br.Peek(1); err != nil {
 		return nil, early(err)
 	}
-	resp, err := http.ReadResponse(pc.br, req)
+	rq := readFor[out.method]
+	if rq == nil {
+		rq = &http.Request{Method: out.method}
+	}
+	resp, err := http.ReadResponse(pc.br, rq)
 	if err != nil {
 		stop()
 		return nil, ctxErr(ctx, err)
 	}
-	resp.Body = &body{ReadCloser: resp.Body, pc: pc, t: t, stop: stop, reuse: !resp.Close && !req.Close}
+	resp.Body = &body{ReadCloser: resp.Body, pc: pc, t: t, stop: stop, reuse: !resp.Close}
 	return resp, nil
+}
+
+// writeRequest writes out as HTTP/1.1 to bw. Header fields with a line break in them cannot
+// be sent as they are and are left out (net/http's server never lets one through anyway).
+func writeRequest(bw *bufio.Writer, host string, out *outgoing) {
+	bw.WriteString(out.method)
+	bw.WriteByte(' ')
+	bw.WriteString(out.uri)
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(host)
+	bw.WriteString("\r\n")
+	for k, vv := range out.header {
+		switch k {
+		case "Host", "Content-Length", "Transfer-Encoding", "Connection":
+			continue
+		}
+		if strings.ContainsAny(k, "\r\n: ") {
+			continue
+		}
+		for _, v := range vv {
+			if strings.ContainsAny(v, "\r\n") {
+				continue
+			}
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
+	if out.body != nil || (out.method != http.MethodGet && out.method != http.MethodHead && out.method != http.MethodDelete && out.method != http.MethodOptions) {
+		bw.WriteString("Content-Length: ")
+		bw.WriteString(strconv.Itoa(len(out.body)))
+		bw.WriteString("\r\n")
+	}
+	bw.WriteString("\r\n")
+	bw.Write(out.body)
 }
 
 // ctxErr prefers the context's error (a deadline is a timeout, not an I/O failure).
