@@ -74,14 +74,17 @@ type target struct {
 	base     *url.URL
 	token    string
 	tokenErr error
-	tr       roundTripper
-	local    *connTransport         // tr, for a session manager on this host
-	rp       *httputil.ReverseProxy // for a remote one
+	local    *connTransport         // for a session manager on this host
+	remote   *http.Transport        // for one on another host,
+	rp       *httputil.ReverseProxy // and its proxy
 }
 
-type roundTripper interface {
-	http.RoundTripper
-	CloseIdleConnections()
+func (t *target) closeIdleConnections() {
+	if t.local != nil {
+		t.local.CloseIdleConnections()
+	} else {
+		t.remote.CloseIdleConnections()
+	}
 }
 
 // bufferPool lends the reverse proxy its copy buffers (it would allocate 32 KiB per answer).
@@ -130,7 +133,7 @@ func (p *Pool) Configure(cfg *config.Config, getenv func(string) string) {
 	p.mu.Unlock()
 	for id, o := range old {
 		if next[id] != o {
-			o.tr.CloseIdleConnections()
+			o.closeIdleConnections()
 		}
 	}
 }
@@ -146,14 +149,13 @@ func (p *Pool) newTarget(id string, cl config.Cliente, socket string, getenv fun
 		t.local = &connTransport{maxIdle: 256, host: t.base.Host, dial: func(ctx context.Context) (net.Conn, error) {
 			return dialer.DialContext(ctx, "unix", socket)
 		}}
-		t.tr = t.local
 		return t
 	}
 	u, _ := url.Parse(strings.TrimSuffix(cl.Address, "/")) // validated by config
 	t.base = u
 	t.where = u.Redacted()
 	t.key = "remote:" + cl.Address
-	t.tr = &http.Transport{
+	t.remote = &http.Transport{
 		DialContext:           dialer.DialContext,
 		TLSHandshakeTimeout:   p.opt.DialTimeout * 2,
 		MaxIdleConns:          512,
@@ -164,7 +166,7 @@ func (p *Pool) newTarget(id string, cl config.Cliente, socket string, getenv fun
 	}
 	t.token, t.tokenErr = readToken(cl.TokenFile, getenv)
 	t.rp = &httputil.ReverseProxy{
-		Transport:  t.tr,
+		Transport:  t.remote,
 		BufferPool: buffers,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = t.base.Scheme
@@ -299,10 +301,11 @@ func shortErr(err error) string {
 	}
 }
 
-// Do sends req (whose URL holds only the path and query) to cliente id's session manager. The
-// request gets a deadline of timeout (the Pool's default when 0), and a failure to get an
-// answer is an *Unavailable. The caller closes the body.
-func (p *Pool) Do(ctx context.Context, id, method, pathQuery string, body io.Reader, timeout time.Duration) (*http.Response, context.CancelFunc, error) {
+// Do sends a request for pathQuery (a path with an optional query) to cliente id's session
+// manager, with body (nil for none) as JSON. The exchange gets a deadline of timeout (the
+// Pool's default when 0), and a failure to get an answer is an *Unavailable. The caller
+// closes the answer's body, then calls the returned CancelFunc.
+func (p *Pool) Do(ctx context.Context, id, method, pathQuery string, body []byte, timeout time.Duration) (*http.Response, context.CancelFunc, error) {
 	t, err := p.target(id)
 	if err != nil {
 		return nil, nil, err
@@ -310,28 +313,38 @@ func (p *Pool) Do(ctx context.Context, id, method, pathQuery string, body io.Rea
 	if timeout == 0 {
 		timeout = p.opt.Timeout
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	req, err := http.NewRequestWithContext(ctx, method, t.base.String()+pathQuery, body)
+	u, err := url.ParseRequestURI(pathQuery)
 	if err != nil {
-		cancel()
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("session manager request %q: %w", pathQuery, err)
 	}
+	header := http.Header{"Accept": {"application/json"}}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		header.Set("Content-Type", "application/json")
 	}
-	req.Header.Set("Accept", "application/json")
-	if t.token != "" {
-		req.Header.Set("Authorization", "Bearer "+t.token)
-	}
-	resp, err := t.tr.RoundTrip(req)
-	if err == nil && !t.unix && resp.StatusCode == http.StatusUnauthorized {
-		resp.Body.Close()
-		err = errRejectedToken
+	var resp *http.Response
+	cancel := context.CancelFunc(func() {})
+	if t.unix {
+		resp, err = t.local.do(ctx, &outgoing{method: method, uri: u.RequestURI(), header: header, body: body}, time.Now().Add(timeout))
+	} else {
+		var rctx context.Context
+		rctx, cancel = context.WithTimeout(ctx, timeout)
+		var req *http.Request
+		if req, err = http.NewRequestWithContext(rctx, method, t.base.String()+u.RequestURI(), bytes.NewReader(body)); err != nil {
+			cancel()
+			return nil, nil, err
+		}
+		req.Header = header
+		if t.token != "" {
+			req.Header.Set("Authorization", "Bearer "+t.token)
+		}
+		if resp, err = t.remote.RoundTrip(req); err == nil && resp.StatusCode == http.StatusUnauthorized {
+			resp.Body.Close()
+			err = errRejectedToken
+		}
 	}
 	if err != nil {
-		canceled := errors.Is(ctx.Err(), context.Canceled)
 		cancel()
-		if canceled {
+		if errors.Is(ctx.Err(), context.Canceled) {
 			return nil, nil, context.Canceled // the caller gave up; nothing to explain
 		}
 		return nil, nil, t.classify(err, timeout)
@@ -342,13 +355,12 @@ func (p *Pool) Do(ctx context.Context, id, method, pathQuery string, body io.Rea
 // Call sends a JSON request (in may be nil) and decodes a JSON answer into out (may be nil).
 // An error answer from the session manager comes back as a *hub.Error with its code.
 func (p *Pool) Call(ctx context.Context, id, method, pathQuery string, in, out any, timeout time.Duration) error {
-	var body io.Reader
+	var body []byte
 	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
 			return err
 		}
-		body = bytes.NewReader(b)
 	}
 	resp, cancel, err := p.Do(ctx, id, method, pathQuery, body, timeout)
 	if err != nil {

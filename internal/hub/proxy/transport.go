@@ -49,22 +49,6 @@ type outgoing struct {
 	body   []byte
 }
 
-// RoundTrip sends req and returns the answer; its body must be read to the end and closed
-// for the connection to be reused. The request's context bounds the exchange.
-func (t *connTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	out := &outgoing{method: req.Method, uri: req.URL.RequestURI(), header: req.Header}
-	if req.Body != nil && req.Body != http.NoBody {
-		b, err := io.ReadAll(req.Body)
-		req.Body.Close()
-		if err != nil {
-			return nil, err
-		}
-		out.body = b
-	}
-	deadline, _ := req.Context().Deadline()
-	return t.do(req.Context(), out, deadline)
-}
-
 // do sends out and returns the answer; its body must be read to the end and closed for the
 // connection to be reused. deadline (if not zero) bounds the whole exchange, reading the
 // body included; ctx being cancelled aborts it at once.
