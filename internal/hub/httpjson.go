@@ -95,6 +95,10 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Write(append(b, '\n'))
 }
 
+// ErrEmptyBody is DecodeJSON's error for a request without a body, for routes where one is
+// optional.
+var ErrEmptyBody error = &Error{Code: CodeBadRequest, Message: "request body is empty; a JSON object is expected"}
+
 // DecodeJSON reads one JSON object from r's body into v, rejecting unknown fields, trailing
 // data and bodies over the route's limit with messages that say exactly what is wrong.
 func DecodeJSON(r *http.Request, v any) error {
@@ -114,7 +118,7 @@ func DecodeJSON(r *http.Request, v any) error {
 	case errors.As(err, &mbe):
 		return err
 	case errors.Is(err, io.EOF):
-		return Errorf(CodeBadRequest, "request body is empty; a JSON object is expected")
+		return ErrEmptyBody
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return Errorf(CodeBadRequest, "request body is truncated JSON")
 	case errors.As(err, &syn):
@@ -142,4 +146,18 @@ func jsonType(kind string) string {
 		return "an object"
 	}
 	return "a number"
+}
+
+// IntParam parses the query parameter name, which must be an integer in [lo, hi]; def when
+// it is absent.
+func IntParam(r *http.Request, name string, def, lo, hi int) (int, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, Errorf(CodeBadRequest, "query parameter %s must be an integer from %d to %d, not %q", name, lo, hi, v)
+	}
+	return n, nil
 }

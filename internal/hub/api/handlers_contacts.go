@@ -35,10 +35,10 @@ func listFilter(r *http.Request) (contacts.Filter, error) {
 	q := r.URL.Query()
 	f := contacts.Filter{Q: q.Get("q"), Tag: q.Get("tag")}
 	var err error
-	if f.Limit, err = intParam(r, "limit", 50, 1, 500); err != nil {
+	if f.Limit, err = hub.IntParam(r, "limit", 50, 1, 500); err != nil {
 		return f, err
 	}
-	if f.Offset, err = intParam(r, "offset", 0, 0, 1<<30); err != nil {
+	if f.Offset, err = hub.IntParam(r, "offset", 0, 0, 1<<30); err != nil {
 		return f, err
 	}
 	if v := q.Get("opted_out"); v != "" {
@@ -150,8 +150,8 @@ func (s *Server) handleContactMessagesList(w http.ResponseWriter, r *http.Reques
 	if err == nil {
 		_, err = s.Contacts.Get(r.Context(), cliente, id)
 	}
-	limit, err2 := intParam(r, "limit", 100, 1, 500)
-	before, err3 := intParam(r, "before", 0, 0, 1<<62)
+	limit, err2 := hub.IntParam(r, "limit", 100, 1, 500)
+	before, err3 := hub.IntParam(r, "before", 0, 0, 1<<62)
 	for _, e := range []error{err, err2, err3} {
 		if e != nil {
 			s.fail(w, r, e)
@@ -182,8 +182,8 @@ func (s *Server) handleConversationsList(w http.ResponseWriter, r *http.Request)
 }
 
 func (s *Server) handleEventsList(w http.ResponseWriter, r *http.Request) {
-	after, err := intParam(r, "after", 0, 0, 1<<62)
-	limit, err2 := intParam(r, "limit", 100, 1, 1000)
+	after, err := hub.IntParam(r, "after", 0, 0, 1<<62)
+	limit, err2 := hub.IntParam(r, "limit", 100, 1, 1000)
 	for _, e := range []error{err, err2} {
 		if e != nil {
 			s.fail(w, r, e)
@@ -244,7 +244,7 @@ func (s *Server) handleWebhookDelete(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleWebhookDeliveriesList(w http.ResponseWriter, r *http.Request) {
-	limit, err := intParam(r, "limit", 100, 1, 1000)
+	limit, err := hub.IntParam(r, "limit", 100, 1, 1000)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -16,19 +16,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) { hub.WriteJSON(w, stat
 
 func decode(r *http.Request, v any) error { return hub.DecodeJSON(r, v) }
 
-// intParam parses a query parameter that must be an integer in [lo, hi], with a default.
-func intParam(r *http.Request, name string, def, lo, hi int) (int, error) {
-	v := r.URL.Query().Get(name)
-	if v == "" {
-		return def, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < lo || n > hi {
-		return 0, hub.Errorf(hub.CodeBadRequest, "query parameter %s must be an integer from %d to %d, not %q", name, lo, hi, v)
-	}
-	return n, nil
-}
-
 // pathInt parses a numeric path parameter.
 func pathInt(r *http.Request, name, what string) (int64, error) {
 	v := r.PathValue(name)

@@ -79,8 +79,8 @@ func (s *Service) HandleMessagesList(w http.ResponseWriter, r *http.Request) {
 			f.Campaign = -1
 		}
 	}
-	if f.Limit, err = intParam(r, "limit", 50, 1, 1000); err == nil {
-		f.Offset, err = intParam(r, "offset", 0, 0, 1<<30)
+	if f.Limit, err = hub.IntParam(r, "limit", 50, 1, 1000); err == nil {
+		f.Offset, err = hub.IntParam(r, "offset", 0, 0, 1<<30)
 	}
 	if err != nil {
 		s.fail(w, r, err)
@@ -127,8 +127,8 @@ func (s *Service) HandleCampaignsList(w http.ResponseWriter, r *http.Request) {
 	}
 	f := CampaignFilter{State: r.URL.Query().Get("state")}
 	var err error
-	if f.Limit, err = intParam(r, "limit", 50, 1, 500); err == nil {
-		f.Offset, err = intParam(r, "offset", 0, 0, 1<<30)
+	if f.Limit, err = hub.IntParam(r, "limit", 50, 1, 500); err == nil {
+		f.Offset, err = hub.IntParam(r, "offset", 0, 0, 1<<30)
 	}
 	if err != nil {
 		s.fail(w, r, err)
@@ -170,7 +170,7 @@ func (s *Service) HandleCampaignPreview(w http.ResponseWriter, r *http.Request) 
 		s.fail(w, r, err)
 		return
 	}
-	n, err := intParam(r, "n", 5, 1, 100)
+	n, err := hub.IntParam(r, "n", 5, 1, 100)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -380,21 +380,8 @@ func decode(r *http.Request, v any) error { return hub.DecodeJSON(r, v) }
 
 // decodeOptional is decode for a body that may be empty.
 func decodeOptional(r *http.Request, v any) error {
-	if err := decode(r, v); err != nil && !strings.Contains(err.Error(), "request body is empty") {
+	if err := decode(r, v); err != nil && err != hub.ErrEmptyBody {
 		return err
 	}
 	return nil
-}
-
-// intParam parses a query parameter that must be an integer in [lo, hi], with a default.
-func intParam(r *http.Request, name string, def, lo, hi int) (int, error) {
-	v := r.URL.Query().Get(name)
-	if v == "" {
-		return def, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < lo || n > hi {
-		return 0, hub.Errorf(hub.CodeBadRequest, "query parameter %s must be an integer from %d to %d, not %q", name, lo, hi, v)
-	}
-	return n, nil
 }
