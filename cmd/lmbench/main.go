@@ -7,9 +7,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
-	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -26,6 +23,7 @@ import (
 	"time"
 
 	"github.com/leadmaster/leadmaster/internal/fakewa"
+	"github.com/leadmaster/leadmaster/internal/sdexec"
 )
 
 func main() {
@@ -87,48 +85,25 @@ func startInstance(bin, dir, id string, env ...string) (*instance, time.Time, er
 	cfg := filepath.Join(dir, "lm.toml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf("[log]\nlevel = \"warn\"\n[session_manager]\nstate_dir = %q\nsocket_dir = %q\n", filepath.Join(dir, "state"), dir)), 0o644)
 	sock := filepath.Join(dir, "sm.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		return nil, time.Time{}, err
-	}
-	ln.(*net.UnixListener).SetUnlinkOnClose(false)
-	lf, err := ln.(*net.UnixListener).File()
-	ln.Close()
+	lf, _, err := sdexec.ListenFile("unix", sock)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
 	defer lf.Close()
+	in := &instance{sock: sock, ready: make(chan time.Time, 1), exited: make(chan error, 1), http: sdexec.UnixClient(sock, 60*time.Second)}
 	notifyPath := filepath.Join(dir, "notify.sock")
-	nc, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifyPath, Net: "unixgram"})
+	nc, err := sdexec.ListenNotify(notifyPath, func(line string) {
+		if line == "READY=1" {
+			select {
+			case in.ready <- time.Now():
+			default:
+			}
+		}
+	})
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	in := &instance{sock: sock, ready: make(chan time.Time, 1), exited: make(chan error, 1)}
-	in.http = &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{
-		MaxIdleConnsPerHost: 64,
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-		},
-	}}
-	in.cmd = exec.Command("/bin/sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, bin, "--cliente", id, "--config", cfg)
-	in.cmd.Env = append(os.Environ(), "LISTEN_FDS=1", "LISTEN_FDNAMES=session-manager", "NOTIFY_SOCKET="+notifyPath)
-	in.cmd.Env = append(in.cmd.Env, env...)
-	in.cmd.ExtraFiles = []*os.File{lf}
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := nc.Read(buf)
-			if err != nil {
-				return
-			}
-			if bytes.Contains(buf[:n], []byte("READY=1")) {
-				select {
-				case in.ready <- time.Now():
-				default:
-				}
-			}
-		}
-	}()
+	in.cmd = sdexec.Command("session-manager", lf, append([]string{"NOTIFY_SOCKET=" + notifyPath}, env...), bin, "--cliente", id, "--config", cfg)
 	t0 := time.Now()
 	if err := in.cmd.Start(); err != nil {
 		nc.Close()
@@ -282,41 +257,8 @@ func benchLinked(bin, work string, n int) error {
 	}
 	defer in.stop()
 	<-in.ready
-	var qr string
-	for deadline := time.Now().Add(15 * time.Second); qr == "" && time.Now().Before(deadline); {
-		resp, err := in.http.Get("http://sm/qr?format=text")
-		if err != nil {
-			return err
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == 200 {
-			qr = string(b)
-		} else {
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	if qr == "" {
-		return fmt.Errorf("no QR")
-	}
-	if err := fake.ScanQR(context.Background(), qr, "5491155550000"); err != nil {
+	if err := sdexec.Link(in.http, fake, "5491155550000", 35*time.Second); err != nil {
 		return err
-	}
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		var st struct{ State string }
-		resp, err := in.http.Get("http://sm/status")
-		if err != nil {
-			return err
-		}
-		json.NewDecoder(resp.Body).Decode(&st)
-		resp.Body.Close()
-		if st.State == "connected" {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not connected: %s", st.State)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	time.Sleep(8 * time.Second)
 	rssLinked, _, err := memory(in.cmd.Process.Pid)

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/leadmaster/leadmaster/internal/sdexec"
 )
 
 // Binaries are the daemons built for a test run.
@@ -82,23 +83,10 @@ func Main(m *testing.M) int {
 // ends, across any number of daemon restarts.
 func Socket(tb testing.TB, network, addr string) (*os.File, string) {
 	tb.Helper()
-	l, err := net.Listen(network, addr)
+	f, a, err := sdexec.ListenFile(network, addr)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var f *os.File
-	switch l := l.(type) {
-	case *net.TCPListener:
-		f, err = l.File()
-	case *net.UnixListener:
-		l.SetUnlinkOnClose(false)
-		f, err = l.File()
-	}
-	if err != nil {
-		tb.Fatal(err)
-	}
-	a := l.Addr().String()
-	l.Close() // f holds a duplicate
 	tb.Cleanup(func() { f.Close() })
 	return f, a
 }
@@ -138,38 +126,23 @@ type Proc struct {
 // shows its stderr when the test failed.
 func Start(tb testing.TB, name string, sock *os.File, dir string, env []string, bin string, args ...string) *Proc {
 	tb.Helper()
+	p := &Proc{Name: name, Stderr: &Buffer{}, Notify: make(chan string, 256), tb: tb, exited: make(chan error, 1)}
 	notifyPath := filepath.Join(dir, name+".notify")
-	os.Remove(notifyPath)
-	nconn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifyPath, Net: "unixgram"})
+	nconn, err := sdexec.ListenNotify(notifyPath, func(line string) {
+		select {
+		case p.Notify <- line:
+		default:
+		}
+	})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	p := &Proc{Name: name, Stderr: &Buffer{}, Notify: make(chan string, 256), tb: tb, exited: make(chan error, 1)}
-	// LISTEN_PID must be the daemon's own PID: sh sets it, then execs (keeping the PID).
-	p.Cmd = exec.Command("/bin/sh", append([]string{"-c", `LISTEN_PID=$$ exec "$0" "$@"`, bin}, args...)...)
-	p.Cmd.Env = append(os.Environ(), "LISTEN_FDS=1", "LISTEN_FDNAMES="+name, "NOTIFY_SOCKET="+notifyPath)
-	p.Cmd.Env = append(p.Cmd.Env, env...)
-	p.Cmd.ExtraFiles = []*os.File{sock}
+	p.Cmd = sdexec.Command(name, sock, append([]string{"NOTIFY_SOCKET=" + notifyPath}, env...), bin, args...)
 	p.Cmd.Stderr = p.Stderr
 	if err := p.Cmd.Start(); err != nil {
 		nconn.Close()
 		tb.Fatal(err)
 	}
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := nconn.Read(buf)
-			if err != nil {
-				return
-			}
-			for _, line := range strings.Split(string(buf[:n]), "\n") {
-				select {
-				case p.Notify <- line:
-				default:
-				}
-			}
-		}
-	}()
 	go func() { p.exited <- p.Cmd.Wait(); nconn.Close() }()
 	tb.Cleanup(func() {
 		p.Cmd.Process.Kill()

@@ -7,13 +7,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -30,6 +27,7 @@ import (
 	"github.com/leadmaster/leadmaster/internal/hub/events"
 	"github.com/leadmaster/leadmaster/internal/hub/proxy"
 	"github.com/leadmaster/leadmaster/internal/hub/sender"
+	"github.com/leadmaster/leadmaster/internal/sdexec"
 	"github.com/leadmaster/leadmaster/internal/store"
 )
 
@@ -165,75 +163,28 @@ type sm struct {
 
 func startSM(bin, dir, sockDir, cfgPath, id, fakeURL string) (*sm, error) {
 	sock := filepath.Join(sockDir, id+".sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		return nil, err
-	}
-	ln.(*net.UnixListener).SetUnlinkOnClose(false)
-	lf, err := ln.(*net.UnixListener).File()
-	ln.Close()
+	lf, _, err := sdexec.ListenFile("unix", sock)
 	if err != nil {
 		return nil, err
 	}
 	defer lf.Close()
-	s := &sm{id: id, exited: make(chan error, 1)}
-	s.cmd = exec.Command("/bin/sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, bin, "--cliente", id, "--config", cfgPath)
-	s.cmd.Env = append(os.Environ(), "LISTEN_FDS=1", "LISTEN_FDNAMES=session-manager", "LEADMASTER_FAKEWA_URL="+fakeURL)
-	s.cmd.ExtraFiles = []*os.File{lf}
+	s := &sm{id: id, exited: make(chan error, 1), http: sdexec.UnixClient(sock, 10*time.Second)}
+	s.cmd = sdexec.Command("session-manager", lf, []string{"LEADMASTER_FAKEWA_URL=" + fakeURL}, bin, "--cliente", id, "--config", cfgPath)
 	logf, _ := os.Create(filepath.Join(dir, "sm-"+id+".log"))
 	s.cmd.Stderr = logf
 	if err := s.cmd.Start(); err != nil {
 		return nil, err
 	}
 	go func() { s.exited <- s.cmd.Wait() }()
-	s.http = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-		},
-	}}
 	return s, nil
-}
-
-func (s *sm) get(path string) (int, string, error) {
-	resp, err := s.http.Get("http://sm" + path)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), nil
 }
 
 // link scans the QR with the fake phone and waits until connected.
 func (s *sm) link(fake *fakewa.Server, phone string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	var qr string
-	for qr == "" {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("cliente %s: no QR", s.id)
-		}
-		if code, body, err := s.get("/qr?format=text"); err == nil && code == 200 {
-			qr = body
-		} else {
-			time.Sleep(50 * time.Millisecond)
-		}
+	if err := sdexec.Link(s.http, fake, phone, 30*time.Second); err != nil {
+		return fmt.Errorf("cliente %s: %w", s.id, err)
 	}
-	if err := fake.ScanQR(context.Background(), qr, phone); err != nil {
-		return err
-	}
-	for {
-		var st struct{ State string }
-		if _, body, err := s.get("/status"); err == nil {
-			json.Unmarshal([]byte(body), &st)
-		}
-		if st.State == "connected" {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("cliente %s: not connected (%s)", s.id, st.State)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return nil
 }
 
 func (s *sm) stop() {
