@@ -97,6 +97,17 @@ func (p *Principal) CanAccess(id string) bool {
 	return p.Role == RoleAdmin || (p.ClienteID != "" && p.ClienteID == id)
 }
 
+// Accessible returns those of ids (clientes, in their order) that p may act on.
+func (p *Principal) Accessible(ids []string) []string {
+	out := []string{}
+	for _, id := range ids {
+		if p.CanAccess(id) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 // IsAdmin reports whether p is an administrator.
 func (p *Principal) IsAdmin() bool { return p != nil && p.Role == RoleAdmin }
 

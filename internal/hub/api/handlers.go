@@ -105,15 +105,7 @@ func (s *Server) handleAuthMe(w http.ResponseWriter, r *http.Request) {
 }
 
 // accessible lists the configured clientes p may see.
-func (s *Server) accessible(p *hub.Principal) []string {
-	ids := []string{}
-	for _, id := range s.Config().ClienteIDs() {
-		if p.CanAccess(id) {
-			ids = append(ids, id)
-		}
-	}
-	return ids
-}
+func (s *Server) accessible(p *hub.Principal) []string { return p.Accessible(s.Config().ClienteIDs()) }
 
 func (s *Server) handleUsersList(w http.ResponseWriter, r *http.Request) {
 	users, err := s.Auth.ListUsers(r.Context(), r.URL.Query().Get("cliente"))

@@ -180,15 +180,7 @@ func (s *Server) requireCliente(k kind, next http.Handler) http.Handler {
 }
 
 // accessible lists the configured clientes p may see.
-func (s *Server) accessible(p *hub.Principal) []string {
-	ids := []string{}
-	for _, id := range s.Config().ClienteIDs() {
-		if p.CanAccess(id) {
-			ids = append(ids, id)
-		}
-	}
-	return ids
-}
+func (s *Server) accessible(p *hub.Principal) []string { return p.Accessible(s.Config().ClienteIDs()) }
 
 // localPath returns next when it is a path on this site, else fallback (no open redirects).
 func localPath(next, fallback string) string {
